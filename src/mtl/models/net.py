@@ -1,0 +1,72 @@
+"""The one network every experiment kind trains: an architecture over a backbone, one head per
+task, and the input normalisation it was trained with (so a checkpoint is self-contained)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtl.models.archs import ARCHS
+from mtl.models.backbones import BACKBONES
+from mtl.tasks import Task
+
+
+def make_head(in_features: int, out_features: int, hidden: int = 0, dropout: float = 0.0) -> nn.Module:
+    if hidden:
+        return nn.Sequential(
+            nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, out_features)
+        )
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, out_features))
+
+
+class MultiTaskNet(nn.Module):
+    """`backbone` (shared parameters, whatever the architecture) and `heads` (one per task)."""
+
+    def __init__(
+        self,
+        tasks: list[Task],
+        input_shape: tuple[int, ...],
+        backbone: dict[str, Any],
+        head: dict[str, Any],
+        arch: dict[str, Any],
+    ):
+        super().__init__()
+        backbone = dict(backbone)
+        make_backbone = BACKBONES.get(backbone.pop("name"))
+        arch = dict(arch)
+        self.backbone = ARCHS.get(arch.pop("name"))(
+            lambda: make_backbone(tuple(input_shape), **backbone), [t.name for t in tasks], **arch
+        )
+        self.heads = nn.ModuleDict(
+            {t.name: make_head(self.backbone.out_features, t.num_outputs, **head) for t in tasks}
+        )
+        self.tasks = {t.name: t for t in tasks}
+        self.is_image = len(input_shape) == 3
+        channels = input_shape[0] if self.is_image else input_shape[-1]
+        self.register_buffer("input_mean", torch.zeros(channels))
+        self.register_buffer("input_std", torch.ones(channels))
+
+    def set_input_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std.clamp_min(1e-6))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC images -> normalised float NCHW in channels_last memory (a free permute:
+        NHWC storage *is* channels_last, which is markedly faster for convolutions on CPU)."""
+        if self.is_image:
+            if x.dtype == torch.uint8:
+                x = x.permute(0, 3, 1, 2).float().div_(255)
+            mean, std = self.input_mean.view(1, -1, 1, 1), self.input_std.view(1, -1, 1, 1)
+        else:
+            mean, std = self.input_mean, self.input_std
+        return (x - mean) / std
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.backbone(self.prepare(x))
+        out = {}
+        for name, head in self.heads.items():
+            y = head(features[name])
+            out[name] = y if self.tasks[name].kind == "multiclass" else y.squeeze(-1)
+        return out

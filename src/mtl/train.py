@@ -1,0 +1,285 @@
+"""One training path for every experiment kind: compose -> data -> net -> Lightning -> run record.
+
+Everything a user's input can break (config, data, source checkpoint) is checked before the
+run directory is created, so a mistake never leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import OmegaConf
+
+from mtl.errors import UserError
+from mtl.records import PARADIGM, is_run_dir, read_record, write_record
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class RunInterrupted(UserError):
+    exit_code = 130
+
+
+@dataclass
+class Prepared:
+    """A run ready to train: everything built, nothing written yet."""
+
+    cfg: Any
+    kind: str
+    data: Any
+    module: Any
+    source: dict[str, Any] | None
+    transfer: dict[str, Any] | None
+
+
+def run(cfg: Any, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run the experiment `cfg` describes (cfg.kind); returns the run records it wrote.
+
+    `single` is the same run once per task, each recorded on its own.
+    """
+    if cfg.kind != "single":
+        return [train(prepare(cfg, log), log)]
+    task_names = list(cfg.tasks) if cfg.tasks else list(cfg.data.tasks)
+    per_task = []
+    for name in task_names:
+        one = cfg.copy()
+        one.tasks = [name]
+        per_task.append(prepare(one, log))  # all checked before the first one trains
+    return [train(p, log) for p in per_task]
+
+
+def prepare(cfg: Any, log: Callable[[str], None] = print) -> Prepared:
+    import pytorch_lightning as pl
+
+    from mtl.data.build import build_data
+    from mtl.finetune import build_strategy, load_source, transfer_weights
+    from mtl.methods import build_method
+    from mtl.models.net import MultiTaskNet
+    from mtl.module import MultiTaskModule
+
+    kind = cfg.kind
+    source = None
+    if kind == "finetune":
+        if not cfg.source:
+            raise UserError("fine-tuning needs a source: mtl run finetune --source CHECKPOINT_OR_RUN_DIR")
+        source = load_source(cfg.source)
+    elif cfg.source:
+        raise UserError(f"--source is only for `mtl run finetune`, not `mtl run {kind}`")
+    data = build_data(cfg.data, cfg.data_dir, list(cfg.tasks) if cfg.tasks else None)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    net_spec = {
+        "tasks": [t.to_dict() for t in data.tasks],
+        "input_shape": list(data.input_shape),
+        "backbone": OmegaConf.to_container(cfg.model.backbone),
+        "head": OmegaConf.to_container(cfg.model.head),
+        "arch": OmegaConf.to_container(cfg.arch),
+    }
+    net = MultiTaskNet(
+        data.tasks, data.input_shape, net_spec["backbone"], net_spec["head"], net_spec["arch"]
+    )
+    net.set_input_stats(data.input_mean, data.input_std)
+    transfer = transfer_weights(net, source, log) if source is not None else None
+    strategy = build_strategy(cfg.finetune, net, cfg.trainer.max_epochs) if kind == "finetune" else None
+    weighting = build_method(cfg.method, [t.name for t in data.tasks])
+    meta = {
+        "net": net_spec,
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "run": {"kind": kind, "data": cfg.data.name, "tasks": [t.name for t in data.tasks]},
+    }
+    module = MultiTaskModule(net, weighting, OmegaConf.to_container(cfg.optim), strategy, meta)
+    return Prepared(cfg, kind, data, module, source, transfer)
+
+
+def train(prepared: Prepared, log: Callable[[str], None] = print, resume_dir: Path | None = None) -> dict[str, Any]:
+    cfg, kind, data, module = prepared.cfg, prepared.kind, prepared.data, prepared.module
+    run_dir = resume_dir or Path(cfg.runs_dir) / kind / _run_id(cfg, data)
+    trainer = _trainer(cfg, module, run_dir)  # may still raise a UserError: nothing written yet
+    if resume_dir is None:
+        record = _new_record(cfg, prepared, run_dir)
+    else:
+        record = read_record(run_dir)
+        record.update(status="running", error=None)
+    module.meta["run"].update(run_id=record["run_id"], label=record["label"])
+    try:
+        write_record(run_dir, record)
+    except OSError as e:
+        raise UserError(f"cannot write the run directory {run_dir} ({e.strerror}); set runs_dir to a writable folder") from None
+    started = time.perf_counter()
+    loaders = {
+        split: data.loader(split, cfg.loader.batch_size, cfg.seed, cfg.loader.num_workers, cfg.loader.pin_memory)
+        for split in ("train", "val", "test")
+    }
+    last = run_dir / CHECKPOINT_DIR / "last.ckpt"
+    try:
+        trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=str(last) if resume_dir else None)
+        fit_s = time.perf_counter() - started
+        trainer.test(module, loaders["test"], ckpt_path="best", verbose=False)
+    except (KeyboardInterrupt, SystemExit) as e:
+        if isinstance(e, SystemExit) and not trainer.interrupted:
+            raise
+        record.update(status="interrupted", error="interrupted by the user (Ctrl-C)")
+        _finish(record, run_dir, trainer, module, started)
+        raise RunInterrupted(f"interrupted; the run is kept at {run_dir} — continue it with: mtl run {kind} --resume {run_dir}") from None
+    except UserError:
+        if resume_dir is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    except BaseException as e:
+        record.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+        _finish(record, run_dir, trainer, module, started)
+        raise
+    record.update(status="complete", test=module.test_results)
+    record["timing"]["fit_s"] = round(record["timing"].get("fit_s", 0) + fit_s, 3)
+    record["timing"]["test_s"] = round(time.perf_counter() - started - fit_s, 3)
+    _finish(record, run_dir, trainer, module, started)
+    return record
+
+
+def resume(run_dir: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Continue an interrupted (or failed) run from its last checkpoint, in the same directory."""
+    run_dir = Path(run_dir)
+    if not is_run_dir(run_dir):
+        raise UserError(f"{run_dir} is not a run directory (no run.json); give a directory under runs/<kind>/")
+    record = read_record(run_dir)
+    if record["status"] == "complete":
+        raise UserError(f"run {run_dir} is already complete; nothing to resume — start a new run instead")
+    if not (run_dir / CHECKPOINT_DIR / "last.ckpt").is_file():
+        raise UserError(f"run {run_dir} stopped before its first epoch ended, so there is no checkpoint; start it again")
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    prepared = prepare(cfg, log)
+    prepared.transfer = record.get("transfer")
+    return train(prepared, log, resume_dir=run_dir)
+
+
+def _trainer(cfg: Any, module: Any, run_dir: Path) -> Any:
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+
+    settings = OmegaConf.to_container(cfg.trainer)
+    settings = {k: v for k, v in settings.items() if v is not None}
+    callbacks = [
+        ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="best", monitor="val/score", mode="max", save_last=True)
+    ]
+    if settings.get("enable_progress_bar", True):
+        callbacks.append(RichProgressBar(leave=False))
+    if module.strategy is not None:
+        callbacks.extend(module.strategy.callbacks())
+    logger = instantiate(cfg.logger, save_dir=str(run_dir))
+    try:
+        return pl.Trainer(
+            **settings, callbacks=callbacks, logger=logger, enable_model_summary=False, num_sanity_val_steps=0
+        )
+    except (TypeError, ValueError) as e:
+        message = str(e).splitlines()[0]
+        raise UserError(f"bad trainer setting: {message}; check the trainer.* overrides") from None
+    except pl.utilities.exceptions.MisconfigurationException as e:
+        raise UserError(f"bad trainer setting: {str(e).splitlines()[0]}") from None
+
+
+def _run_id(cfg: Any, data: Any) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    tasks = "-" + "-".join(t.name for t in data.tasks) if cfg.kind == "single" else ""
+    return f"{stamp}-{cfg.data.name}-{cfg.kind}{tasks}-s{cfg.seed}-{os.urandom(2).hex()}"
+
+
+def _new_record(cfg: Any, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
+    data = prepared.data
+    run_dir.mkdir(parents=True, exist_ok=False)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    kind = cfg.kind
+    finetune = OmegaConf.to_container(cfg.finetune) if kind == "finetune" else None
+    return {
+        "schema": 1,
+        "run_id": run_dir.name,
+        "label": f"{cfg.data.name}/{kind}",
+        "kind": kind,
+        "paradigm": PARADIGM[kind],
+        "status": "running",
+        "data": {
+            "name": cfg.data.name,
+            "train_size": len(data.splits["train"]),
+            "train_fraction": cfg.data.get("train_fraction"),
+            "split_sizes": {name: len(split) for name, split in data.splits.items()},
+            "labelled": data.labelled,
+            "majority": data.majority_rate("test"),
+        },
+        "tasks": [t.to_dict() for t in data.tasks],
+        "method": cfg.method.name,
+        "arch": cfg.arch.name,
+        "backbone": cfg.model.backbone.name,
+        "finetune": finetune,
+        "source": _source_summary(prepared.source),
+        "transfer": prepared.transfer,
+        "seed": cfg.seed,
+        "test": {},
+        "best_val": {},
+        "history": [],
+        "task_weights": [],
+        "checkpoints": {},
+        "versions": _versions(),
+        "timing": {"started": _now()},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "error": None,
+    }
+
+
+def _finish(record: dict[str, Any], run_dir: Path, trainer: Any, module: Any, started: float) -> None:
+    checkpoint = next((c for c in trainer.checkpoint_callbacks), None)
+    if checkpoint is not None:
+        best = checkpoint.best_model_path
+        last = run_dir / CHECKPOINT_DIR / "last.ckpt"
+        record["checkpoints"] = {
+            "best": os.path.relpath(best, run_dir) if best else None,
+            "last": os.path.relpath(last, run_dir) if last.exists() else None,
+        }
+    record["history"] = module.history
+    record["task_weights"] = module.task_weights
+    if module.history:
+        best_entry = max(module.history, key=lambda e: e["val/score"])
+        record["best_val"] = {
+            name: {k.split("/")[2]: v for k, v in best_entry.items() if k.startswith(f"val/{name}/")}
+            for name in module.tasks
+        }
+        record["best_epoch"] = best_entry["epoch"]
+    timing = record["timing"]
+    timing["ended"] = _now()
+    timing["wall_s"] = round(timing.get("wall_s", 0) + time.perf_counter() - started, 3)
+    write_record(run_dir, record)
+
+
+def _source_summary(source: dict[str, Any] | None) -> dict[str, Any] | None:
+    if source is None:
+        return None
+    run = source["mtl"]["run"]
+    return {
+        "path": source["path"],
+        "run_id": run.get("run_id"),
+        "kind": run.get("kind"),
+        "data": run.get("data"),
+        "tasks": run.get("tasks"),
+        "label": run.get("label") or f"{run.get('data')}/{run.get('kind')}",
+    }
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("mtl", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "unknown"
+    return versions
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
