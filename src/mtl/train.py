@@ -158,11 +158,22 @@ def resume(run_dir: str | Path, log: Callable[[str], None] = print) -> dict[str,
     return train(prepared, log, resume_dir=run_dir)
 
 
+def _quiet_lightning() -> None:
+    """Keep the terminal for results: drop Lightning's adverts and notices that do not apply."""
+    import logging
+    import warnings
+
+    for pattern in (".*litlogger.*", ".*LeafSpec.*", ".*smaller than the logging interval.*", ".*does not have many workers.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+
+
 def _trainer(cfg: Any, module: Any, run_dir: Path) -> Any:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 
+    _quiet_lightning()
     settings = OmegaConf.to_container(cfg.trainer)
     settings = {k: v for k, v in settings.items() if v is not None}
     callbacks = [
