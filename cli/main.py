@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from mtl.errors import UserError
+from mtl_cli.compare_cmd import compare
 
 OVERRIDES_HELP = (
     "Hydra overrides, e.g. data=objects seed=3 trainer.max_epochs=5 data.train_size=200 runs_dir=PATH "
@@ -29,6 +30,7 @@ app = typer.Typer(
 run_app = typer.Typer(help="Train one experiment kind; writes runs/<kind>/<run-id>/.", no_args_is_help=True)
 data_app = typer.Typer(help="Look at data sets.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
+app.command("compare")(compare)
 app.add_typer(data_app, name="data")
 
 console = Console()
