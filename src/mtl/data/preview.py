@@ -1,0 +1,45 @@
+"""A labelled grid of example images, so a person can see what the network sees."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def preview_grid(
+    images: np.ndarray,
+    labels: Mapping[str, np.ndarray],
+    classes: Mapping[str, Sequence[str]],
+    path: str | Path,
+    n: int = 36,
+) -> Path:
+    """Write the first n images as a PNG grid, each titled with its label for every task
+    ("task: class", one line per task). Returns the path written."""
+    # Imported here: matplotlib is slow to import and only previews need it. Building the
+    # figure without pyplot uses the Agg canvas and leaves global backend state alone.
+    from matplotlib.figure import Figure
+
+    count = min(n, len(images))
+    if count == 0:
+        raise ValueError("preview_grid needs at least one image")
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    title_lines = len(labels)
+    figure = Figure(figsize=(1.3 * columns, (1.1 + 0.15 * title_lines) * rows))
+    for index in range(count):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.imshow(images[index], interpolation="nearest")
+        axes.set_title(
+            "\n".join(f"{task}: {classes[task][int(values[index])]}" for task, values in labels.items()),
+            fontsize=6,
+            linespacing=1.1,
+        )
+        axes.axis("off")
+    figure.tight_layout(pad=0.3)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return path
