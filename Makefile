@@ -18,7 +18,7 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 demo: install
-	$(VENV)/bin/mtl run multitask data=fruits
+	$(VENV)/bin/mtl study fruits-to-objects
 
 test: install
 	$(PY) -m pytest

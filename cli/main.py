@@ -68,13 +68,9 @@ def _run(kind: str, overrides: list[str] | None, source: str | None, resume: Pat
 
         for record in records:
             console.print(run_table(record))
-            console.print(f"run: {record['run_dir'] if 'run_dir' in record else _run_dir(record)}")
+            console.print(f"run: {record['run_dir']}")
 
     guarded(work)
-
-
-def _run_dir(record: dict) -> str:
-    return str(Path(record["config"]["runs_dir"]) / record["kind"] / record["run_id"])
 
 
 def _quote(value: str) -> str:
@@ -130,6 +126,41 @@ def evaluate(
         console.print(run_table(result))
         if result["skipped_tasks"]:
             console.print(f"not evaluated (no matching head): {', '.join(result['skipped_tasks'])}")
+
+    guarded(work)
+
+
+@app.command("study")
+def study(
+    name: str = typer.Argument(..., help="A study in conf/study/ (e.g. fruits-to-objects) or a path to a study .yaml."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Overrides for every run, e.g. trainer.max_epochs=2.", show_default=False),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Number of seeds (default: the study's)."),
+    sizes: Optional[str] = typer.Option(None, "--sizes", help="Target training sizes, e.g. 60,300 (default: the study's)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Studies live in RUNS_DIR/studies/NAME/."),
+) -> None:
+    """Run a whole comparison (runs × training sizes × seeds; what is missing only), then
+    print `mtl compare` over exactly its runs and write the plot beside them."""
+
+    def work() -> None:
+        from mtl.study import load_study, run_study, study_run_dirs
+
+        size_list = None
+        if sizes:
+            try:
+                size_list = [None if s.strip() in ("full", "null") else int(s) for s in sizes.split(",")]
+            except ValueError:
+                raise UserError(f"--sizes takes numbers separated by commas (or 'full'), got '{sizes}'") from None
+        spec = load_study(name, runs_dir, seeds, size_list, overrides or [])
+        run_study(spec, console.print)
+        from mtl import compare as lib
+
+        records, skipped = lib.load_runs(study_run_dirs(spec))
+        comparison = lib.build_comparison(records, skipped)
+        for renderable in lib.rich_renderables(comparison):
+            console.print(renderable)
+        (spec.home / "comparison.md").write_text(lib.render(comparison, "md", show_ci=True))
+        lib.plot(comparison, spec.home / "comparison.png")
+        console.print(f"study: {spec.home} (comparison.md, comparison.png)")
 
     guarded(work)
 

@@ -45,11 +45,14 @@ def write_record(run_dir: str | Path, record: dict[str, Any]) -> Path:
     """Write `run.json` atomically: readers see the old record or the new one, never half."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    target = run_dir / RUN_FILE
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".run.", suffix=".json.tmp")
+    return write_json_atomic(run_dir / RUN_FILE, {k: v for k, v in record.items() if k != "run_dir"})
+
+
+def write_json_atomic(target: Path, document: dict[str, Any]) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".json.tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2, default=_jsonable)
+            json.dump(document, f, indent=2, default=_jsonable)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())

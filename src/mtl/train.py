@@ -39,20 +39,21 @@ class Prepared:
     transfer: dict[str, Any] | None
 
 
-def run(cfg: Any, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run the experiment `cfg` describes (cfg.kind); returns the run records it wrote.
+def run(cfg: Any, log: Callable[[str], None] = print, on_start: Callable[[Path], None] | None = None) -> list[dict[str, Any]]:
+    """Run the experiment `cfg` describes (cfg.kind); returns the run records it wrote, each
+    with its `run_dir`. `on_start(run_dir)` is called as soon as a run's directory exists.
 
     `single` is the same run once per task, each recorded on its own.
     """
     if cfg.kind != "single":
-        return [train(prepare(cfg, log), log)]
+        return [train(prepare(cfg, log), log, on_start=on_start)]
     task_names = list(cfg.tasks) if cfg.tasks else list(cfg.data.tasks)
     per_task = []
     for name in task_names:
         one = cfg.copy()
         one.tasks = [name]
         per_task.append(prepare(one, log))  # all checked before the first one trains
-    return [train(p, log) for p in per_task]
+    return [train(p, log, on_start=on_start) for p in per_task]
 
 
 def prepare(cfg: Any, log: Callable[[str], None] = print) -> Prepared:
@@ -97,7 +98,12 @@ def prepare(cfg: Any, log: Callable[[str], None] = print) -> Prepared:
     return Prepared(cfg, kind, data, module, source, transfer)
 
 
-def train(prepared: Prepared, log: Callable[[str], None] = print, resume_dir: Path | None = None) -> dict[str, Any]:
+def train(
+    prepared: Prepared,
+    log: Callable[[str], None] = print,
+    resume_dir: Path | None = None,
+    on_start: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
     cfg, kind, data, module = prepared.cfg, prepared.kind, prepared.data, prepared.module
     run_dir = resume_dir or Path(cfg.runs_dir) / kind / _run_id(cfg, data)
     trainer = _trainer(cfg, module, run_dir)  # may still raise a UserError: nothing written yet
@@ -111,6 +117,8 @@ def train(prepared: Prepared, log: Callable[[str], None] = print, resume_dir: Pa
         write_record(run_dir, record)
     except OSError as e:
         raise UserError(f"cannot write the run directory {run_dir} ({e.strerror}); set runs_dir to a writable folder") from None
+    if on_start is not None:
+        on_start(run_dir)
     started = time.perf_counter()
     loaders = {
         split: data.loader(split, cfg.loader.batch_size, cfg.seed, cfg.loader.num_workers, cfg.loader.pin_memory)
@@ -139,7 +147,7 @@ def train(prepared: Prepared, log: Callable[[str], None] = print, resume_dir: Pa
     record["timing"]["fit_s"] = round(record["timing"].get("fit_s", 0) + fit_s, 3)
     record["timing"]["test_s"] = round(time.perf_counter() - started - fit_s, 3)
     _finish(record, run_dir, trainer, module, started)
-    return record
+    return {**record, "run_dir": str(run_dir)}
 
 
 def resume(run_dir: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
