@@ -11,7 +11,7 @@ arguments of `render` and the `knobs` mapping of `generate_splits`.
 
 Rendering is vectorised over the batch: every image is a set of signed-distance
 shapes evaluated on one coordinate grid broadcast to (n, H, W), in chunks small
-enough to stay in the CPU cache.
+enough to stay in the CPU cache, drawn by one thread per core.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ DEFAULT_KNOBS: dict[str, Any] = {
     # fruits only: probability that a fruit has one of its typical colours; otherwise its
     # colour is uniform over the fruit colours (0 = colour independent of the fruit)
     "color_correlation": 0.8,
-    # standard deviation of the Gaussian pixel noise, as a fraction of full intensity
+    # standard deviation of the (uniform) pixel noise, as a fraction of full intensity
     "noise": 0.06,
     # number of faint blobs and lines drawn in random colours behind the object
     "clutter": 3,
@@ -104,9 +104,7 @@ def _hsv_to_rgb(hue: np.ndarray, saturation: np.ndarray, value: np.ndarray) -> n
 
 _COLOR_HSV_TABLE = np.array([COLOR_HSV[name] for name in COLORS], np.float32)
 # The un-jittered colour of each name, 0-255; the reference the colour labels mean.
-COLOR_REFERENCE_RGB = np.round(
-    _hsv_to_rgb(*_COLOR_HSV_TABLE.T) * 255.0
-).astype(np.uint8)
+COLOR_REFERENCE_RGB = np.round(_hsv_to_rgb(*_COLOR_HSV_TABLE.T) * 255.0).astype(np.uint8)
 
 
 def task_classes(scenario: str) -> dict[str, tuple[str, ...]]:
@@ -182,19 +180,15 @@ def _draw_colors(
     rng: np.random.Generator, scenario: str, kinds: np.ndarray, color_correlation: float
 ) -> np.ndarray:
     """Colour index into COLORS for each image."""
-    palette = np.array([COLORS.index(c) for c in SCENARIO_COLORS[scenario]])
-    uniform = palette[rng.integers(len(palette), size=len(kinds))]
+    scenario_colors = np.array([COLORS.index(c) for c in SCENARIO_COLORS[scenario]])
+    uniform = scenario_colors[rng.integers(len(scenario_colors), size=len(kinds))]
     if scenario == "objects":
         return uniform
-    typical_sets = [TYPICAL_FRUIT_COLORS[fruit] for fruit in KINDS["fruits"]]
-    widest = max(len(s) for s in typical_sets)
-    # One row per fruit, padded by repeating its first colour; only the first
-    # set_sizes[fruit] entries of a row are ever picked.
-    table = np.array([[COLORS.index(c) for c in s] + [COLORS.index(s[0])] * (widest - len(s))
-                      for s in typical_sets])
-    set_sizes = np.array([len(s) for s in typical_sets])
-    pick = (rng.random(len(kinds)) * set_sizes[kinds]).astype(np.int64)
-    typical = table[kinds, pick]
+    typical = np.empty_like(uniform)
+    for index, fruit in enumerate(KINDS["fruits"]):
+        members = kinds == index
+        choices = [COLORS.index(c) for c in TYPICAL_FRUIT_COLORS[fruit]]
+        typical[members] = rng.choice(choices, size=int(members.sum()))
     return np.where(rng.random(len(kinds)) < color_correlation, typical, uniform)
 
 
@@ -202,6 +196,11 @@ def _draw_colors(
 # All shapes are signed distances in the object's own frame (u right, v down, radius
 # about 1): negative inside, positive outside. Coverage turns them into antialiased
 # pixel weights.
+
+
+def _per_image(values) -> np.ndarray:
+    """A per-image value as float32 of shape (m, 1, 1), to broadcast over (m, H, W)."""
+    return np.asarray(values, np.float32)[:, None, None]
 
 
 def _coverage(signed_distance: np.ndarray, pixel: np.ndarray) -> np.ndarray:
@@ -325,26 +324,23 @@ def _draw_ball(u, v, light, rng) -> _Drawing:
 
 
 def _draw_cube(u, v, light, rng) -> _Drawing:
-    """A cube seen slightly from above and one side: a square front face, a lighter top
-    face and a darker side face, each a parallelogram of half-planes."""
-    depth = 0.4  # how far the top and side faces recede, up and to the right
+    """A cube seen slightly from above and from one side: the square front face
+    [-0.8, 0.4] x [-0.4, 0.8], and the top and side faces receding 0.4 up and to the
+    right. The top face is lit brighter and the side face darker than the front."""
     front = np.maximum(np.abs(u + 0.2) - 0.6, np.abs(v - 0.2) - 0.6)
-    # Top face: the front's top edge swept by (depth, -depth); along u+v it stays within
-    # the front edge's extent, hence the diagonal half-planes (scaled by 1/sqrt 2).
-    diagonal = (u + v + 0.4) / np.sqrt(2.0)
-    top = np.maximum(np.maximum(v + 0.4, -0.8 - v),
-                     np.maximum(diagonal - 0.4 / np.sqrt(2.0), -0.8 / np.sqrt(2.0) - diagonal))
-    anti = (u + v - 0.4) / np.sqrt(2.0)
-    side = np.maximum(np.maximum(u - 0.4 - depth, 0.4 - u),
-                      np.maximum(anti - 0.8 / np.sqrt(2.0), -0.4 / np.sqrt(2.0) - anti))
-    body = np.minimum(front, np.minimum(top, side))
+    # (u + v) is constant along the receding direction (1, -1): the top face spans
+    # u + v in [-1.2, 0] and the side face [0, 1.2], both bands in units of distance.
+    band = 0.6 / np.sqrt(2.0)
+    sweep = (u + v) / np.sqrt(2.0)
+    top = np.maximum(np.abs(v + 0.6) - 0.2, np.abs(sweep + band) - band)
+    side = np.maximum(np.abs(u - 0.6) - 0.2, np.abs(sweep - band) - band)
     m = len(u)
-    top_brightness = rng.uniform(1.15, 1.35, m).astype(np.float32)[:, None, None]
-    side_brightness = rng.uniform(0.55, 0.75, m).astype(np.float32)[:, None, None]
+    top_brightness = _per_image(rng.uniform(1.15, 1.35, m))
+    side_brightness = _per_image(rng.uniform(0.55, 0.75, m))
     # Each pixel takes the brightness of the face it is deepest inside.
     shade = np.where(front <= np.minimum(top, side), np.float32(1.0),
                      np.where(top <= side, top_brightness, side_brightness))
-    return _Drawing(body=body, shade=shade)
+    return _Drawing(body=np.minimum(front, np.minimum(top, side)), shade=shade)
 
 
 def _draw_triangle(u, v, light, rng) -> _Drawing:
@@ -354,7 +350,7 @@ def _draw_triangle(u, v, light, rng) -> _Drawing:
     edge_normal = np.float32(np.sqrt(3.0) / 2.0)
     body = np.maximum(np.maximum(v, edge_normal * u - 0.5 * v), -edge_normal * u - 0.5 * v)
     body = body - 0.5 * circumradius
-    gradient = rng.uniform(0.0, 0.35, len(u)).astype(np.float32)[:, None, None]
+    gradient = _per_image(rng.uniform(0.0, 0.35, len(u)))
     lx, ly = light[:, 0, None, None], light[:, 1, None, None]
     return _Drawing(body=body, shade=1.0 - gradient * (lx * u + ly * v))
 
@@ -380,11 +376,6 @@ MAX_DETAILS = 2
 FIRST_CLUTTER = FIRST_DETAIL + MAX_DETAILS
 
 
-def _per_image(values) -> np.ndarray:
-    """A per-image value as float32 of shape (m, 1, 1), to broadcast over (m, H, W)."""
-    return np.asarray(values, np.float32)[:, None, None]
-
-
 def _clutter_alpha(rng, m: int, xs, ys, pixel: float) -> tuple[np.ndarray, np.ndarray]:
     """One faint blob or line of random colour per image: (opacity (m, H, W), rgb (m, 3)).
 
@@ -407,6 +398,48 @@ def _clutter_alpha(rng, m: int, xs, ys, pixel: float) -> tuple[np.ndarray, np.nd
     return _per_image(opacity) * edge, rgb
 
 
+def _object_frame(rng, m: int, xs, ys, knobs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each image's pixel coordinates in its object's frame, (u, v) of shape (m, H, W),
+    and the size of a pixel there, (m, 1, 1): a random pose of size, position (keeping
+    the object in the frame), rotation, mirror image and slight stretch."""
+    smallest, largest = knobs["scale_range"]
+    scale = rng.uniform(smallest, largest, m)
+    centre = rng.uniform(-1.0, 1.0, (m, 2)) * (1.0 - scale[:, None])
+    angle = np.deg2rad(rng.uniform(-knobs["rotation"], knobs["rotation"], m))
+    mirror = np.where(rng.random(m) < 0.5, -1.0, 1.0)
+    stretch = rng.uniform(0.9, 1.1, m)
+
+    dx, dy = xs - _per_image(centre[:, 0]), ys - _per_image(centre[:, 1])
+    cos, sin, inverse_scale = _per_image(np.cos(angle)), _per_image(np.sin(angle)), _per_image(1.0 / scale)
+    u = (cos * dx + sin * dy) * inverse_scale * _per_image(mirror * stretch)
+    v = (cos * dy - sin * dx) * inverse_scale
+    pixel = 2.0 / xs.shape[-1]  # in image coordinates, which span [-1, 1]
+    return u, v, pixel * inverse_scale
+
+
+def _jittered_rgb(rng, colors: np.ndarray, hue_jitter: float) -> np.ndarray:
+    """Each image's body colour, (m, 3): its labelled colour with hue shifted by
+    N(0, hue_jitter) degrees and saturation and value scaled by 1% per degree of that."""
+    m = len(colors)
+    hue, saturation, value = _COLOR_HSV_TABLE[colors].T
+    return _hsv_to_rgb(
+        hue + hue_jitter * rng.standard_normal(m),
+        np.clip(saturation * (1.0 + 0.01 * hue_jitter * rng.standard_normal(m)), 0.0, 1.0),
+        np.clip(value * (1.0 + 0.01 * hue_jitter * rng.standard_normal(m)), 0.0, 1.0),
+    )
+
+
+def _with_noise_as_uint8(rng, rgb: np.ndarray, noise: float) -> np.ndarray:
+    """rgb in [0, 255] plus uniform pixel noise of standard deviation `noise` (a fraction
+    of full intensity), rounded to uint8. Random bytes are far cheaper to draw than
+    Gaussian floats, and uniform noise looks the same to the eye."""
+    half_range = noise * 255.0 * np.sqrt(3.0)
+    rgb += _random_bytes(rng, rgb.shape) * np.float32(2.0 * half_range / 255.0)
+    rgb += np.float32(0.5 - half_range)  # the 0.5 makes the truncating cast round
+    np.clip(rgb, 0.0, 255.0, out=rgb)
+    return rgb.astype(np.uint8)
+
+
 def _render_chunk(rng, scenario, kinds, colors, image_size, knobs):
     """uint8 images and body masks for one chunk of labelled draws."""
     m = len(kinds)
@@ -417,15 +450,8 @@ def _render_chunk(rng, scenario, kinds, colors, image_size, knobs):
     bounds = np.searchsorted(kinds, np.arange(len(KINDS[scenario]) + 1))
     coords = (np.arange(image_size, dtype=np.float32) + 0.5) * (2.0 / image_size) - 1.0
     xs, ys = coords[None, None, :], coords[None, :, None]
-    pixel = 2.0 / image_size  # one pixel, in image coordinates spanning [-1, 1]
 
-    # Pose: size, position (keeping the object in frame), rotation, mirror, aspect.
-    smallest, largest = knobs["scale_range"]
-    scale = rng.uniform(smallest, largest, m)
-    centre = rng.uniform(-1.0, 1.0, (m, 2)) * (1.0 - scale[:, None])
-    angle = np.deg2rad(rng.uniform(-knobs["rotation"], knobs["rotation"], m))
-    mirror = np.where(rng.random(m) < 0.5, -1.0, 1.0)
-    aspect = rng.uniform(0.9, 1.1, m)
+    u, v, local_pixel = _object_frame(rng, m, xs, ys, knobs)
     # Light from the viewer's side, tilted up to ~37 degrees in a random direction.
     tilt = rng.uniform(0.0, 0.6, m) * np.exp(1j * rng.uniform(0.0, 2.0 * np.pi, m))
     light = np.stack([tilt.real, tilt.imag, np.sqrt(1.0 - np.abs(tilt) ** 2)], axis=1).astype(np.float32)
@@ -435,24 +461,10 @@ def _render_chunk(rng, scenario, kinds, colors, image_size, knobs):
     palette[:, BACKGROUND] = _hsv_to_rgb(  # greyish, faintly tinted
         rng.uniform(0, 360, m), rng.uniform(0.0, 0.25, m), rng.uniform(0.3, 0.85, m))
     palette[:, WHITE] = 1.0
-    jitter = knobs["hue_jitter"]
-    hue, saturation, value = _COLOR_HSV_TABLE[colors].T
-    palette[:, BODY] = _hsv_to_rgb(
-        hue + jitter * rng.standard_normal(m),
-        np.clip(saturation * (1.0 + 0.01 * jitter * rng.standard_normal(m)), 0.0, 1.0),
-        np.clip(value * (1.0 + 0.01 * jitter * rng.standard_normal(m)), 0.0, 1.0),
-    )
+    palette[:, BODY] = _jittered_rgb(rng, colors, knobs["hue_jitter"])
     weights = np.zeros((m, FIRST_CLUTTER + clutter, image_size, image_size), np.float32)
     # How much of whatever lies further back still shows through, per pixel.
     transmittance = np.ones((m, image_size, image_size), np.float32)
-
-    # The object's frame: image coordinates moved to its centre, rotated, mirrored and
-    # divided by its size.
-    dx, dy = xs - _per_image(centre[:, 0]), ys - _per_image(centre[:, 1])
-    cos, sin, inverse_scale = _per_image(np.cos(angle)), _per_image(np.sin(angle)), _per_image(1.0 / scale)
-    u = (cos * dx + sin * dy) * inverse_scale * _per_image(mirror * aspect)
-    v = (cos * dy - sin * dx) * inverse_scale
-    local_pixel = pixel * inverse_scale
 
     masks = np.zeros((m, image_size, image_size), bool)
     for kind_index, kind in enumerate(KINDS[scenario]):
@@ -478,7 +490,7 @@ def _render_chunk(rng, scenario, kinds, colors, image_size, knobs):
         transmittance[members] = shows - body
 
     for slot in range(FIRST_CLUTTER, FIRST_CLUTTER + clutter):
-        alpha, palette[:, slot] = _clutter_alpha(rng, m, xs, ys, pixel)
+        alpha, palette[:, slot] = _clutter_alpha(rng, m, xs, ys, 2.0 / image_size)
         weights[:, slot] = alpha * transmittance
         transmittance *= 1.0 - alpha
 
@@ -489,16 +501,8 @@ def _render_chunk(rng, scenario, kinds, colors, image_size, knobs):
 
     flat_weights = weights.reshape(m, -1, image_size * image_size)
     rgb = np.einsum("mkp,mkc->mpc", flat_weights, palette * 255.0, optimize=True)
-    # Uniform pixel noise with standard deviation `noise`, made from random bytes: far
-    # cheaper than Gaussian floats, and it looks the same to the eye. The extra 0.5
-    # makes the truncating cast to uint8 round.
-    half_range = knobs["noise"] * 255.0 * np.sqrt(3.0)
-    rgb += _random_bytes(rng, rgb.shape) * np.float32(2.0 * half_range / 255.0)
-    rgb += np.float32(0.5 - half_range)
-    np.clip(rgb, 0.0, 255.0, out=rgb)
-
     images = np.empty((m, image_size, image_size, 3), np.uint8)
-    images[order] = rgb.astype(np.uint8).reshape(m, image_size, image_size, 3)
+    images[order] = _with_noise_as_uint8(rng, rgb, knobs["noise"]).reshape(m, image_size, image_size, 3)
     unsorted_masks = np.empty_like(masks)
     unsorted_masks[order] = masks
     return images, unsorted_masks
@@ -536,11 +540,10 @@ def render(
 
     def draw_chunk(index: int) -> None:
         chunk = slice(index * CHUNK, (index + 1) * CHUNK)
-        images[chunk], masks[chunk] = _render_chunk(
-            np.random.default_rng(streams[1 + index]), scenario, kinds[chunk], colors[chunk], image_size, knobs
-        )
+        rng = np.random.default_rng(streams[1 + index])
+        images[chunk], masks[chunk] = _render_chunk(rng, scenario, kinds[chunk], colors[chunk], image_size, knobs)
 
-    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
+    with ThreadPoolExecutor(max_workers=_usable_cores()) as pool:
         list(pool.map(draw_chunk, range(len(streams) - 1)))
 
     labels = {KIND_TASK[scenario]: kinds.astype(np.int64)}
@@ -550,6 +553,12 @@ def render(
     if return_masks:
         return images, labels, masks
     return images, labels
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _child_streams(seed: int | np.random.SeedSequence, count: int) -> list[np.random.SeedSequence]:
