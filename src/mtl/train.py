@@ -256,7 +256,8 @@ def _test(cfg: Any, trainer: Any, module: Any, data: Any) -> None:
 def _run_id(cfg: Any, data: Any) -> str:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     tasks = "-" + "-".join(t.name for t in data.tasks) if cfg.kind == "single" else ""
-    return f"{stamp}-{cfg.data.name}-{cfg.kind}{tasks}-s{cfg.seed}-{os.urandom(2).hex()}"
+    # 3 random bytes: a parallel sweep starts many runs of one configuration in the same second
+    return f"{stamp}-{cfg.data.name}-{cfg.kind}{tasks}-s{cfg.seed}-{os.urandom(3).hex()}"
 
 
 def _new_record(cfg: Any, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
