@@ -46,11 +46,15 @@ def guarded(work: Callable[[], None]) -> None:
         raise typer.Exit(e.exit_code) from None
 
 
-def _run(kind: str, overrides: list[str] | None, source: str | None, resume: Path | None) -> None:
+def _run(
+    kind: str, overrides: list[str] | None, source: str | None, resume: Path | None, multirun: bool, dry_run: bool
+) -> None:
     def work() -> None:
+        if dry_run and not multirun:
+            raise UserError("--dry-run lists the jobs of a sweep: use it with -m")
         if resume is not None:
-            if overrides or source:
-                raise UserError("--resume continues a run exactly as it was configured; drop the overrides and --source")
+            if overrides or source or multirun:
+                raise UserError("--resume continues a run exactly as it was configured; drop the overrides, --source and -m")
             from mtl.train import resume as resume_run
 
             records = [resume_run(resume, console.print)]
@@ -60,6 +64,8 @@ def _run(kind: str, overrides: list[str] | None, source: str | None, resume: Pat
             from mtl.config import compose
 
             extra = [f"source={_quote(source)}"] if source else []
+            if multirun:
+                return _sweep(kind, [*(overrides or []), *extra], dry_run)
             cfg = compose(kind, [*(overrides or []), *extra])
             from mtl.train import run
 
@@ -73,6 +79,21 @@ def _run(kind: str, overrides: list[str] | None, source: str | None, resume: Pat
     guarded(work)
 
 
+def _sweep(kind: str, overrides: list[str], dry_run: bool) -> None:
+    from mtl.sweep import labels, sweep
+
+    outcomes = sweep(kind, overrides, console.print, dry_run)
+    for number, (outcome, label) in enumerate(zip(outcomes, labels([o.job for o in outcomes]))):
+        if outcome.error:
+            errors.print(f"[red]✗[/] #{number} {label}: {outcome.error}", highlight=False, soft_wrap=True)
+        for run_dir, test in zip(outcome.run_dirs, outcome.tests):
+            scores = " · ".join(f"{task} " + " ".join(f"{k} {v:.3f}" for k, v in values.items()) for task, values in test.items())
+            console.print(f"[green]✓[/] #{number} {label} → {run_dir}  {scores}", highlight=False, soft_wrap=True)
+    failed = sum(1 for o in outcomes if o.error)
+    if failed:
+        raise UserError(f"{failed} of {len(outcomes)} jobs failed; the others' runs are complete")
+
+
 def _quote(value: str) -> str:
     # Hydra's override grammar: quote so paths with '=' or spaces survive as one string.
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -80,18 +101,34 @@ def _quote(value: str) -> str:
 
 OverridesArg = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)
 ResumeOpt = typer.Option(None, "--resume", help="Continue an interrupted run (its directory) from its last checkpoint.")
+MultirunOpt = typer.Option(
+    False, "--multirun", "-m",
+    help="Sweep: one run per combination of values (seed=0,1,2 method=ew,uw), started by "
+    "hydra/launcher=basic (default, one after another), joblib, submitit_local or slurm.",
+)  # fmt: skip
+DryRunOpt = typer.Option(False, "--dry-run", help="With -m: check and list the sweep's jobs and launcher; run nothing.")
 
 
 @run_app.command("multitask")
-def run_multitask(overrides: Optional[List[str]] = OverridesArg, resume: Optional[Path] = ResumeOpt) -> None:
+def run_multitask(
+    overrides: Optional[List[str]] = OverridesArg,
+    resume: Optional[Path] = ResumeOpt,
+    multirun: bool = MultirunOpt,
+    dry_run: bool = DryRunOpt,
+) -> None:
     """All tasks of data=... jointly, from scratch (paradigm: joint)."""
-    _run("multitask", overrides, None, resume)
+    _run("multitask", overrides, None, resume, multirun, dry_run)
 
 
 @run_app.command("single")
-def run_single(overrides: Optional[List[str]] = OverridesArg, resume: Optional[Path] = ResumeOpt) -> None:
+def run_single(
+    overrides: Optional[List[str]] = OverridesArg,
+    resume: Optional[Path] = ResumeOpt,
+    multirun: bool = MultirunOpt,
+    dry_run: bool = DryRunOpt,
+) -> None:
     """One model per task (or per tasks=[...]), everything else the same (paradigm: none)."""
-    _run("single", overrides, None, resume)
+    _run("single", overrides, None, resume, multirun, dry_run)
 
 
 @run_app.command("finetune")
@@ -99,10 +136,12 @@ def run_finetune(
     overrides: Optional[List[str]] = OverridesArg,
     source: Optional[str] = typer.Option(None, "--source", help="Checkpoint file or run directory to start from."),
     resume: Optional[Path] = ResumeOpt,
+    multirun: bool = MultirunOpt,
+    dry_run: bool = DryRunOpt,
 ) -> None:
     """Start from --source's backbone (and heads whose task and classes match), fine-tune on
     data=... (paradigm: sequential). Strategy: finetune=full|linear_probe|lp_ft|gradual|l2sp."""
-    _run("finetune", overrides, source, resume)
+    _run("finetune", overrides, source, resume, multirun, dry_run)
 
 
 @app.command("eval")

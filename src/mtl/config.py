@@ -39,7 +39,8 @@ def group_options(group: str) -> list[str]:
 
 
 def config_groups() -> list[str]:
-    return sorted(p.name for p in Path(config_dir()).iterdir() if p.is_dir() and not p.name.startswith("_"))
+    # conf/hydra/ configures Hydra itself (sweeps, launchers), not the run
+    return sorted(p.name for p in Path(config_dir()).iterdir() if p.is_dir() and p.name[0] != "_" and p.name != "hydra")
 
 
 def compose(kind: str, overrides: Iterable[str] = ()) -> Any:
@@ -54,9 +55,13 @@ def compose(kind: str, overrides: Iterable[str] = ()) -> Any:
     parsed = _parse(overrides)
     groups = set(config_groups())
     for o in parsed:
+        if is_launcher_override(o.input_line):
+            raise UserError(f"'{o.input_line}' sets how a sweep's jobs are launched: add -m (mtl run {kind} -m ...)")
+        if o.is_sweep_override():
+            raise UserError(f"'{o.input_line}' is a sweep: add -m (mtl run {kind} -m ...) to run one job per value")
         if o.key_or_group == "experiment":
             raise UserError(f"the experiment kind is chosen by the command (mtl run {kind}), not by '{o.input_line}'")
-        if o.key_or_group in groups and not o.is_sweep_override():
+        if o.key_or_group in groups:
             _check_option(o.key_or_group, o.value())
     group_choices = [o.input_line for o in parsed if o.key_or_group in groups]
     base = _compose([f"experiment={kind}", *group_choices])
@@ -69,6 +74,12 @@ def compose(kind: str, overrides: Iterable[str] = ()) -> Any:
         if o.key_or_group not in groups and not o.is_add() and not o.is_delete():
             _check_type(base, cfg, o.key_or_group)
     return cfg
+
+
+def is_launcher_override(override: str) -> bool:
+    """hydra/launcher=joblib, hydra.launcher.n_jobs=4, ...: settings of a sweep, not of a run."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    return key == "hydra" or key.startswith(("hydra/", "hydra."))
 
 
 def load_saved(path: str | Path) -> Any:

@@ -18,15 +18,20 @@ from mtl.tasks import Task
 STAGES = ("train", "val", "test")
 
 
-def task_metrics(task: Task) -> torchmetrics.MetricCollection:
+def task_metrics(task: Task, **options: Any) -> torchmetrics.MetricCollection:
+    """The task's metrics; `options` go to every torchmetrics Metric (e.g. sync_on_compute)."""
     if task.kind == "multiclass":
         return torchmetrics.MetricCollection(
-            {"accuracy": torchmetrics.classification.MulticlassAccuracy(len(task.classes), average="micro", ignore_index=-1)}
+            {"accuracy": torchmetrics.classification.MulticlassAccuracy(len(task.classes), average="micro", ignore_index=-1, **options)}
         )
     if task.kind == "binary":
-        return torchmetrics.MetricCollection({"accuracy": torchmetrics.classification.BinaryAccuracy(ignore_index=-1)})
+        return torchmetrics.MetricCollection({"accuracy": torchmetrics.classification.BinaryAccuracy(ignore_index=-1, **options)})
     return torchmetrics.MetricCollection(
-        {"mae": torchmetrics.MeanAbsoluteError(), "rmse": torchmetrics.MeanSquaredError(squared=False), "r2": torchmetrics.R2Score()}
+        {
+            "mae": torchmetrics.MeanAbsoluteError(**options),
+            "rmse": torchmetrics.MeanSquaredError(squared=False, **options),
+            "r2": torchmetrics.R2Score(**options),
+        }
     )
 
 
@@ -64,8 +69,13 @@ class MultiTaskModule(pl.LightningModule):
         self.meta = meta or {}  # what a checkpoint needs to rebuild the net (see checkpoint.py)
         self.tasks: dict[str, Task] = dict(net.tasks)
         self.metrics = nn.ModuleDict(
-            # keyed "train_" etc.: a ModuleDict key may not shadow nn.Module.train
-            {f"{stage}_": nn.ModuleDict({name: task_metrics(t) for name, t in self.tasks.items()}) for stage in STAGES}
+            # keyed "train_" etc.: a ModuleDict key may not shadow nn.Module.train. Train and val
+            # metrics are all-reduced across DDP processes in compute(); the test runs on one
+            # process (train._test), while the others may still hold the process group.
+            {
+                f"{stage}_": nn.ModuleDict({n: task_metrics(t, sync_on_compute=stage != "test") for n, t in self.tasks.items()})
+                for stage in STAGES
+            }
         )
         self.automatic_optimization = not weighting.manual_backward
         self.history: list[dict[str, Any]] = []
@@ -141,7 +151,10 @@ class MultiTaskModule(pl.LightningModule):
         val, val_score = self._compute("val")
         mean_losses = {}
         for name, (total, count) in self._epoch_losses.items():
-            mean_losses[name] = float(self.all_gather(torch.as_tensor(total / max(count, 1), device=self.device)).mean())
+            # every DDP process ran as many batches (Lightning pads the training split), so the
+            # mean over processes of their per-batch means is the epoch's per-batch mean
+            mean = torch.as_tensor(total / max(count, 1), device=self.device)
+            mean_losses[name] = float(self.trainer.strategy.reduce(mean, reduce_op="mean"))
             self.log(f"train/{name}/loss", mean_losses[name])
         self._epoch_losses = {name: [0.0, 0] for name in self.tasks}
         entry: dict[str, Any] = {"epoch": self.current_epoch}

@@ -43,17 +43,19 @@ def run(cfg: Any, log: Callable[[str], None] = print, on_start: Callable[[Path],
     """Run the experiment `cfg` describes (cfg.kind); returns the run records it wrote, each
     with its `run_dir`. `on_start(run_dir)` is called as soon as a run's directory exists.
 
-    `single` is the same run once per task, each recorded on its own.
+    `single` is the same run once per task, each recorded on its own. Under DDP every process
+    calls this; global rank 0 writes the records and returns them, the others return [].
     """
     if cfg.kind != "single":
-        return [train(prepare(cfg, log), log, on_start=on_start)]
-    task_names = list(cfg.tasks) if cfg.tasks else list(cfg.data.tasks)
-    per_task = []
-    for name in task_names:
-        one = cfg.copy()
-        one.tasks = [name]
-        per_task.append(prepare(one, log))  # all checked before the first one trains
-    return [train(p, log, on_start=on_start) for p in per_task]
+        prepared = [prepare(cfg, log)]
+    else:
+        prepared = []
+        for name in list(cfg.tasks) if cfg.tasks else list(cfg.data.tasks):
+            one = cfg.copy()
+            one.tasks = [name]
+            prepared.append(prepare(one, log))  # all checked before the first one trains
+    records = [train(p, log, on_start=on_start) for p in prepared]
+    return [r for r in records if r is not None]  # under DDP, only global rank 0 records
 
 
 def prepare(cfg: Any, log: Callable[[str], None] = print) -> Prepared:
@@ -103,10 +105,24 @@ def train(
     log: Callable[[str], None] = print,
     resume_dir: Path | None = None,
     on_start: Callable[[Path], None] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    """Fit, test the best checkpoint, write the run record and return it (with `run_dir`).
+    `on_start(run_dir)` is called as soon as the run directory exists.
+
+    Under DDP only global rank 0 writes the record (the checkpoints are rank 0's too); the other
+    processes train their share and return None.
+    """
+    from mtl.data.datamodule import FitData
+
     cfg, kind, data, module = prepared.cfg, prepared.kind, prepared.data, prepared.module
     run_dir = resume_dir or Path(cfg.runs_dir) / kind / _run_id(cfg, data)
     trainer = _trainer(cfg, module, run_dir)  # may still raise a UserError: nothing written yet
+    fit_data = FitData(data, cfg.loader, cfg.seed)
+    last = run_dir / CHECKPOINT_DIR / "last.ckpt"
+    ckpt_path = str(last) if resume_dir else None
+    if not writes_records(trainer):
+        trainer.fit(module, datamodule=fit_data, ckpt_path=ckpt_path)
+        return None
     if resume_dir is None:
         record = _new_record(cfg, prepared, run_dir)
     else:
@@ -120,15 +136,11 @@ def train(
     if on_start is not None:
         on_start(run_dir)
     started = time.perf_counter()
-    loaders = {
-        split: data.loader(split, cfg.loader.batch_size, cfg.seed, cfg.loader.num_workers, cfg.loader.pin_memory)
-        for split in ("train", "val", "test")
-    }
-    last = run_dir / CHECKPOINT_DIR / "last.ckpt"
     try:
-        trainer.fit(module, loaders["train"], loaders["val"], ckpt_path=str(last) if resume_dir else None)
+        trainer.fit(module, datamodule=fit_data, ckpt_path=ckpt_path)
         fit_s = time.perf_counter() - started
-        trainer.test(module, loaders["test"], ckpt_path="best", verbose=False)
+        _test(cfg, trainer, module, data)
+        _take_bookkeeping(module, last)  # after the test, whose restore of the best checkpoint rewinds them
     except (KeyboardInterrupt, SystemExit) as e:
         if isinstance(e, SystemExit) and not trainer.interrupted:
             raise
@@ -166,29 +178,31 @@ def resume(run_dir: str | Path, log: Callable[[str], None] = print) -> dict[str,
     return train(prepared, log, resume_dir=run_dir)
 
 
-def _quiet_lightning() -> None:
-    """Keep the terminal for results: drop Lightning's adverts and notices that do not apply."""
-    import logging
-    import warnings
+def _trainer_settings(cfg: Any) -> dict[str, Any]:
+    settings = OmegaConf.to_container(cfg.trainer)
+    return {k: v for k, v in settings.items() if v is not None}
 
-    for pattern in (".*litlogger.*", ".*LeafSpec.*", ".*smaller than the logging interval.*", ".*does not have many workers.*"):
-        warnings.filterwarnings("ignore", message=pattern)
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+
+def _progress_bar(settings: dict[str, Any]) -> list[Any]:
+    from pytorch_lightning.callbacks import RichProgressBar
+
+    return [RichProgressBar(leave=False)] if settings.get("enable_progress_bar", True) else []
 
 
 def _trainer(cfg: Any, module: Any, run_dir: Path) -> Any:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
-    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+    from pytorch_lightning.callbacks import ModelCheckpoint
 
-    _quiet_lightning()
-    settings = OmegaConf.to_container(cfg.trainer)
-    settings = {k: v for k, v in settings.items() if v is not None}
+    from mtl.quiet import Quiet, quiet_lightning
+
+    quiet_lightning()
+    settings = _trainer_settings(cfg)
     callbacks = [
-        ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="best", monitor="val/score", mode="max", save_last=True)
+        ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="best", monitor="val/score", mode="max", save_last=True),
+        *_progress_bar(settings),
+        Quiet(),
     ]
-    if settings.get("enable_progress_bar", True):
-        callbacks.append(RichProgressBar(leave=False))
     if module.strategy is not None:
         callbacks.extend(module.strategy.callbacks())
     logger = instantiate(cfg.logger, save_dir=str(run_dir))
@@ -203,10 +217,54 @@ def _trainer(cfg: Any, module: Any, run_dir: Path) -> Any:
         raise UserError(f"bad trainer setting: {str(e).splitlines()[0]}") from None
 
 
+def writes_records(trainer: Any) -> bool:
+    """Whether this process writes the run record: global rank 0, as known before any process is
+    started — the launching process under ddp_spawn (its workers' results come back to it),
+    rank 0 under ddp, SLURM or torchrun (the cluster environment's variables say which)."""
+    if hasattr(trainer.strategy, "set_world_ranks"):
+        trainer.strategy.set_world_ranks()  # what Lightning does at setup, from the same variables
+    return trainer.global_rank == 0
+
+
+def _take_bookkeeping(module: Any, last: Path) -> None:
+    """The per-epoch history and task weights from the last checkpoint: under ddp_spawn they were
+    kept in the worker processes, and rank 0 wrote them into its checkpoints."""
+    import torch
+
+    saved = torch.load(last, map_location="cpu", weights_only=False)["mtl"]
+    module.history, module.task_weights = saved["history"], saved["task_weights"]
+
+
+def _test(cfg: Any, trainer: Any, module: Any, data: Any) -> None:
+    """Test the best checkpoint on one device, whatever fit ran on: every test example counts
+    exactly once (a DistributedSampler would pad the split with repeats) and the results land in
+    this process (ddp_spawn trained in others). Sets module.test_results."""
+    import pytorch_lightning as pl
+
+    settings = _trainer_settings(cfg)
+    tester = pl.Trainer(
+        accelerator=settings["accelerator"],
+        devices=1,
+        num_nodes=1,
+        precision=settings["precision"],
+        deterministic=settings.get("deterministic", False),
+        limit_test_batches=settings.get("limit_test_batches", 1.0),
+        callbacks=_progress_bar(settings),
+        enable_progress_bar=settings.get("enable_progress_bar", True),
+        # run.json holds the test metrics; a logger here would restart the training log under ddp_spawn
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    loader = data.loader("test", cfg.loader.batch_size, cfg.seed, cfg.loader.num_workers, cfg.loader.pin_memory)
+    tester.test(module, loader, ckpt_path=trainer.checkpoint_callback.best_model_path, verbose=False)
+
+
 def _run_id(cfg: Any, data: Any) -> str:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     tasks = "-" + "-".join(t.name for t in data.tasks) if cfg.kind == "single" else ""
-    return f"{stamp}-{cfg.data.name}-{cfg.kind}{tasks}-s{cfg.seed}-{os.urandom(2).hex()}"
+    # 3 random bytes: a parallel sweep starts many runs of one configuration in the same second
+    return f"{stamp}-{cfg.data.name}-{cfg.kind}{tasks}-s{cfg.seed}-{os.urandom(3).hex()}"
 
 
 def _new_record(cfg: Any, prepared: Prepared, run_dir: Path) -> dict[str, Any]:

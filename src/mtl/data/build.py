@@ -61,13 +61,16 @@ class DataBundle:
     input_std: torch.Tensor
     labelled: dict[str, int] = field(default_factory=dict)  # labelled training examples per task
 
-    def loader(self, split: str, batch_size: int, seed: int, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    def loader(
+        self, split: str, batch_size: int, seed: int, num_workers: int = 0, pin_memory: bool = False, sampler: Sampler | None = None
+    ) -> DataLoader:
         data = self.splits[split]
-        shuffle = split == "train"
+        if sampler is None and split == "train":
+            sampler = EpochShuffle(len(data), seed)
         return DataLoader(
             InMemory(data),
             batch_size=batch_size,
-            sampler=EpochShuffle(len(data), seed) if shuffle else None,
+            sampler=sampler,
             collate_fn=_as_is,
             num_workers=num_workers,
             pin_memory=pin_memory,
