@@ -46,7 +46,9 @@ def run(cfg: Any, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """
     if cfg.kind != "single":
         return [train(prepare(cfg, log), log)]
-    task_names = list(cfg.tasks) if cfg.tasks else list(cfg.data.tasks)
+    from mtl.data.build import data_task_names
+
+    task_names = list(cfg.tasks) if cfg.tasks else data_task_names(cfg.data, cfg.data_dir)
     per_task = []
     for name in task_names:
         one = cfg.copy()
@@ -72,7 +74,11 @@ def prepare(cfg: Any, log: Callable[[str], None] = print) -> Prepared:
         source = load_source(cfg.source)
     elif cfg.source:
         raise UserError(f"--source is only for `mtl run finetune`, not `mtl run {kind}`")
-    data = build_data(cfg.data, cfg.data_dir, list(cfg.tasks) if cfg.tasks else None)
+    reference = source["mtl"]["data"] if source is not None else None
+    data = build_data(cfg.data, cfg.data_dir, list(cfg.tasks) if cfg.tasks else None, reference)
+    # What the source inferred from the data (tasks, classes, feature encoding) goes into the
+    # saved config and checkpoint: a resumed run, an eval or a fine-tune sees the same data.
+    cfg.data = data.spec
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     net_spec = {
         "tasks": [t.to_dict() for t in data.tasks],
