@@ -173,14 +173,15 @@ def test_data_check_summarises_and_preview_draws_an_image_manifest(mtl, tmp_path
 
 
 def write_table(path: Path, n: int, seed: int, categories=("a", "b", "c")) -> Path:
-    """x1, x2 numeric, cat categorical, noise; `label` (yes/no) from x1 and cat, `value` from x2 and cat."""
+    """x1, x2 numeric, cat categorical, noise; `label` (yes/no) from x1 and cat, `value` from x2 and
+    cat, in the thousands (as real targets are: it must not swamp the label's loss)."""
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(n):
         x1, x2, noise = rng.normal(size=3)
         cat = rng.choice(categories)
         label = "yes" if x1 + (1.5 if cat == "a" else 0) > 0.5 else "no"
-        value = 3 * x2 + 2 * (cat == "b") + rng.normal(0, 0.2)
+        value = 1000 + 300 * x2 + 200 * (cat == "b") + rng.normal(0, 20)
         rows.append([f"{x1:.3f}", f"{x2:.3f}", cat, f"{noise:.3f}", label, f"{value:.3f}"])
     return write_csv(path, ["x1", "x2", "cat", "noise", "label", "value"], rows)
 
@@ -251,23 +252,31 @@ def _edit(rows, line, column, value):
     return rows
 
 
+# case -> (manifest rows from the valid ones, or (header, rows); overrides; expected message)
 BROKEN = {
     "missing image": (lambda r: _edit(r, 5, "path", "img/nope.png"), [], "line 5: image 'img/nope.png' not found"),
     "unreadable image": (lambda r: _edit(r, 6, "path", "img/broken.png"), [], "line 6: cannot read image"),
     "empty image path": (lambda r: _edit(r, 3, "path", ""), [], "line 3: empty image path"),
     "unknown column": (lambda r: r, ["data.tasks=[color,shape]"], "line 1: no column 'shape' for task 'shape'"),
     "no path column": (lambda r: r, ["data.path_column=file"], "line 1: no image path column 'file'"),
+    "repeated column": (lambda r: (HEADER[:3] + ["color"], r), ["data.split_column=null"], "line 1: column 'color' appears 2 times"),
+    "no rows": (lambda r: [], [], "line 1: the file has a header but no rows"),
+    "ragged row": (lambda r: r[:3] + [r[3][:2]] + r[4:], [], "line 5: 2 fields, the header has 4"),
     "empty task column": (lambda r: [row[:2] + [""] + row[3:] for row in r], [], "line 1: task column 'size' is empty in every row"),
-    "class absent from train": (lambda r: _edit(r, 13, "color", "blue"), [],
-                                "line 13: class 'blue' of task 'color' is in the test split but in no training row"),
-    "empty split": (lambda r: [row[:3] + ["train" if row[3] == "val" else row[3]] for row in r], [],
-                    "line 1: the val split would be empty"),
-    "bad split name": (lambda r: _edit(r, 4, "split", "training"), [], "line 4: split 'training' is not one of train, val, test"),
+    "identifier column": (lambda r: (HEADER + ["id"], [row + [f"x{i}"] for i, row in enumerate(r * 3)]), [],
+                          "line 1: column 'id' has 36 different values in 36 rows"),
+    "unknown kind": (lambda r: r, ["data.tasks={color: categorical}"], "line 1: task 'color' has kind 'categorical'"),
     "not a declared class": (lambda r: _edit(r, 7, "color", "teal"), ["data.tasks={color: {classes: [red, green]}}"],
                              "line 7: 'teal' is not a class of task 'color'"),
     "regression value not a number": (lambda r: _edit(r, 8, "size", "huge"), ["data.tasks={size: regression}"],
                                       "line 8: task 'size' is a regression task but 'huge' is not a number"),
-    "ragged row": (lambda r: r[:3] + [r[3][:2]] + r[4:], [], "line 5: 2 fields, the header has 4"),
+    "bad split name": (lambda r: _edit(r, 4, "split", "training"), [], "line 4: split 'training' is not one of train, val, test"),
+    "class absent from train": (lambda r: _edit(r, 13, "color", "blue"), [],
+                                "line 13: class 'blue' of task 'color' is in the test split but in no training row"),
+    "empty split": (lambda r: [row[:3] + ["train" if row[3] == "val" else row[3]] for row in r], [],
+                    "line 1: the val split would be empty: no row has 'val'"),
+    "empty drawn split": (lambda r: [row[:3] for row in r[:4]], ["data.split_column=null"],
+                          "line 1: the test split would be empty: data.split_fractions.test of 4 rows gives none"),
     "task unlabelled in a split": (lambda r: [row[:2] + (["", row[3]] if row[3] == "test" else row[2:]) for row in r], [],
                                    "line 1: task 'size' has 0 labelled rows in the test split"),
 }
@@ -277,7 +286,9 @@ BROKEN = {
 def test_data_check_reports_each_problem_with_its_line(mtl, small_images, tmp_path, case):
     folder, rows = small_images
     edit, overrides, expected = BROKEN[case]
-    manifest = write_csv(folder / f"{case.replace(' ', '_')}.csv", HEADER, edit(rows))
+    edited = edit(rows)
+    header, edited = edited if isinstance(edited, tuple) else (HEADER[: len(edited[0])] if edited else HEADER, edited)
+    manifest = write_csv(folder / f"{case.replace(' ', '_')}.csv", header, edited)
     result = mtl("data", "check", "data=images_csv", f"data.manifest={manifest}", f"data_dir={tmp_path}", *overrides)
     assert result.exit_code == 2, result.stdout
     assert expected in result.stderr, result.stderr
@@ -303,14 +314,25 @@ def test_problems_come_all_at_once_and_mtl_run_refuses_before_writing(mtl, small
 
 def test_tabular_problems_have_lines_too(mtl, tmp_path):
     table = write_table(tmp_path / "table.csv", 40, seed=6)
-    text = table.read_text().splitlines()
-    text[5] = "abc," + text[5].split(",", 1)[1]
-    table.write_text("\n".join(text) + "\n")
-    result = mtl("data", "check", "data=tabular_csv", f"data.file={table}", "data.tasks=[label,value]",
-                 "data.features={x1: numeric, x2: numeric, nope: numeric}")
+    lines = table.read_text().splitlines()
+    lines[5] = "abc," + lines[5].split(",", 1)[1]
+    cells = [line.split(",") for line in lines]
+    for row in cells[1:]:
+        row[3] = ""  # the noise column, empty everywhere
+    table.write_text("\n".join(",".join(row) for row in cells) + "\n")
+    common = ["data=tabular_csv", f"data.file={table}", "data.tasks=[label,value]"]
+    result = mtl("data", "check", *common, "data.features={x1: numeric, noise: numeric, nope: numeric, label: numeric, cat: ordinal}")
     assert result.exit_code == 2
-    assert "line 1: no feature column 'nope'" in result.stderr
-    assert "line 6: feature 'x1' is numeric but 'abc' is not a number" in result.stderr
+    for expected in (
+        "line 1: no feature column 'nope'",
+        "line 1: column 'label' is a task; it cannot also be a feature",
+        "line 1: feature 'cat' has type 'ordinal'; use numeric or categorical",
+        "line 1: feature column 'noise' is empty in every row",
+        "line 6: feature 'x1' is numeric but 'abc' is not a number",
+    ):
+        assert expected in result.stderr, expected
+    none = mtl("data", "check", *common, "data.features=[]")
+    assert none.exit_code == 2 and "line 1: no feature columns" in none.stderr
     missing = mtl("data", "check", "data=tabular_csv", f"data.file={table}")
     assert missing.exit_code == 2 and "data.tasks=[col1,col2]" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1

@@ -91,6 +91,7 @@ def prepare(cfg: Any, log: Callable[[str], None] = print) -> Prepared:
         data.tasks, data.input_shape, net_spec["backbone"], net_spec["head"], net_spec["arch"]
     )
     net.set_input_stats(data.input_mean, data.input_std)
+    net.set_target_stats(data.target_stats)
     transfer = transfer_weights(net, source, log) if source is not None else None
     strategy = build_strategy(cfg.finetune, net, cfg.trainer.max_epochs) if kind == "finetune" else None
     weighting = build_method(cfg.method, [t.name for t in data.tasks])

@@ -96,6 +96,7 @@ class DataBundle:
     input_mean: torch.Tensor
     input_std: torch.Tensor
     labelled: dict[str, int] = field(default_factory=dict)  # labelled training examples per task
+    target_stats: dict[str, tuple[float, float]] = field(default_factory=dict)  # regression: train mean, std
     spec: dict[str, Any] = field(default_factory=dict)  # the completed data config (Loaded.spec)
     facts: dict[str, str] = field(default_factory=dict)
 
@@ -132,7 +133,7 @@ def build_data(
     `reference` is another run's data spec (a fine-tune source's, a checkpoint's): its fitted
     feature encoding is reused unless the config declares one, so the network sees the same
     inputs it was trained on."""
-    if reference and reference.get("features") and data_cfg.get("features") is None:
+    if reference and reference.get("features") and "features" in data_cfg and data_cfg.features is None:
         data_cfg = data_cfg.copy()
         data_cfg.features = reference["features"]
     if OmegaConf.is_dict(data_cfg.get("tasks")):  # declared up front: a wrong name fails before any loading
@@ -155,7 +156,13 @@ def build_data(
     x = splits["train"].x
     input_shape = (x.shape[3], x.shape[1], x.shape[2]) if x.dtype == torch.uint8 and x.ndim == 4 else tuple(x.shape[1:])
     labelled = {t.name: int(_labelled_mask(splits["train"].y[t.name], t).sum()) for t in tasks}
-    return DataBundle(dataset, tasks, splits, input_shape, mean, std, labelled, loaded.spec, loaded.facts)
+    target_stats = {}
+    for t in (t for t in tasks if t.kind == "regression"):
+        values = splits["train"].y[t.name].double()
+        values = values[~torch.isnan(values)]
+        if len(values) > 1:  # else (a tiny training subset) the head keeps plain units
+            target_stats[t.name] = (float(values.mean()), float(values.std(correction=0)))
+    return DataBundle(dataset, tasks, splits, input_shape, mean, std, labelled, target_stats, loaded.spec, loaded.facts)
 
 
 def _select(tasks: list[Task], task_names: list[str] | None, name: str) -> list[Task]:
@@ -171,8 +178,9 @@ def _check_names(available: list[str], task_names: list[str] | None, name: str) 
 
 def data_task_names(data_cfg: Any, data_dir: str | Path) -> list[str]:
     """The data set's task names: declared in its config, or read from its file."""
-    if OmegaConf.is_dict(data_cfg.get("tasks")):
-        return list(data_cfg.tasks)
+    declared = data_cfg.get("tasks")
+    if OmegaConf.is_dict(declared) or OmegaConf.is_list(declared):
+        return [str(name) for name in declared]
     return [t.name for t in build_data(data_cfg, data_dir).tasks]
 
 

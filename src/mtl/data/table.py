@@ -105,7 +105,8 @@ def task_specs(
     `declared` is None (every column but `not_tasks`), a list of column names (kinds inferred),
     or a mapping name -> {kind, classes, metric, column}, any of them left out to be inferred.
     """
-    if declared is None:
+    every_column = declared is None
+    if every_column:
         if required:
             raise UserError(
                 f"name the task columns of {table.path}: data.tasks=[col1,col2] (columns: {', '.join(table.header)})"
@@ -125,6 +126,11 @@ def task_specs(
             problems.append(Problem(1, f"task column '{column}' is empty in every row; fill it or leave it out of data.tasks"))
             continue
         kind = given.get("kind") or _infer_kind(values)
+        distinct = len(set(values))
+        if every_column and kind == "multiclass" and distinct > max(MAX_INFERRED_CLASSES, len(values) // 2):
+            problems.append(Problem(1, f"column '{column}' has {distinct} different values in {len(values)} rows: an "
+                                       f"identifier, not a task? name the task columns with data.tasks=[...]"))
+            continue
         if kind not in KINDS:
             problems.append(Problem(1, f"task '{name}' has kind '{kind}'; use one of {', '.join(KINDS)}"))
             continue
@@ -137,7 +143,7 @@ def task_specs(
             spec["metric"] = given["metric"]
         specs[str(name)] = spec
     if not specs and not problems:
-        problems.append(Problem(1, f"no task columns: every column is an input ({', '.join(table.header)}); name them with data.tasks"))
+        problems.append(Problem(1, f"no task columns among {', '.join(table.header)}; add a column per task or name them with data.tasks"))
     return specs
 
 
