@@ -11,6 +11,7 @@ from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mtl.errors import UserError
 from mtl_cli.compare_cmd import compare
@@ -28,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 run_app = typer.Typer(help="Train one experiment kind; writes runs/<kind>/<run-id>/.", no_args_is_help=True)
-data_app = typer.Typer(help="Look at data sets.", no_args_is_help=True)
+data_app = typer.Typer(help="Look at data sets: check one, preview its images.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
 app.command("compare")(compare)
 app.add_typer(data_app, name="data")
@@ -42,7 +43,8 @@ def guarded(work: Callable[[], None]) -> None:
     try:
         work()
     except UserError as e:
-        errors.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escaped: messages name overrides like data.tasks=[a,b], which are not rich markup
+        errors.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(e.exit_code) from None
 
 
@@ -206,7 +208,7 @@ def study(
 
 @data_app.command("preview")
 def data_preview(
-    overrides: Optional[List[str]] = typer.Argument(None, help="data=fruits|objects and data.* overrides.", show_default=False),
+    overrides: Optional[List[str]] = typer.Argument(None, help="data=fruits|objects|images_csv|digits and data.* overrides.", show_default=False),
     out: Path = typer.Option(Path("preview.png"), "--out", help="PNG file to write."),
     n: int = typer.Option(36, "--n", help="How many examples."),
 ) -> None:
@@ -219,6 +221,27 @@ def data_preview(
         cfg = compose("multitask", overrides or [])
         path = preview_data(cfg.data, cfg.data_dir, out, n)
         console.print(f"wrote {path}")
+
+    guarded(work)
+
+
+@data_app.command("check")
+def data_check(
+    overrides: Optional[List[str]] = typer.Argument(
+        None, help="data=images_csv data.manifest=PATH, data=tabular_csv data.file=PATH data.tasks=[...], data.* overrides.",
+        show_default=False,
+    ),
+) -> None:
+    """Validate a data set without training (every problem, with its CSV line) and summarise it:
+    rows, splits, per-task classes, balance and labelled counts, image sizes seen."""
+
+    def work() -> None:
+        from mtl.config import compose
+        from mtl.data.build import build_data
+        from mtl.data.check import summary
+
+        cfg = compose("multitask", overrides or [])
+        console.print(summary(build_data(cfg.data, cfg.data_dir, list(cfg.tasks) if cfg.tasks else None)))
 
     guarded(work)
 

@@ -25,15 +25,15 @@ def evaluate(path: str, data_cfg: Any | None = None, data_dir: str = "data", bat
     net = net_from_checkpoint(checkpoint)
     if data_cfg is None:
         data_cfg = OmegaConf.create(checkpoint["mtl"]["data"])
-    data = build_data(data_cfg, data_dir)
+    data = build_data(data_cfg, data_dir, reference=checkpoint["mtl"]["data"])
     fitting = [t for t in data.tasks if t.name in net.tasks and _same(net.tasks[t.name], t)]
     if not fitting:
         raise UserError(
-            f"the checkpoint's tasks ({', '.join(net.tasks)}) fit none of data '{data_cfg.name}' "
+            f"the checkpoint's tasks ({', '.join(net.tasks)}) fit none of data '{data.name}' "
             f"({', '.join(t.name for t in data.tasks)}); evaluate it on a data set with a matching task"
         )
     if tuple(data.input_shape) != tuple(checkpoint["mtl"]["net"]["input_shape"]) and not net.is_image:
-        raise UserError(f"data '{data_cfg.name}' has input shape {data.input_shape}, the checkpoint expects {checkpoint['mtl']['net']['input_shape']}")
+        raise UserError(f"data '{data.name}' has input shape {data.input_shape}, the checkpoint expects {checkpoint['mtl']['net']['input_shape']}")
     metrics = {t.name: task_metrics(t) for t in fitting}
     for x, y in data.loader("test", batch_size, seed=0):
         outputs = net(x)
@@ -49,7 +49,7 @@ def evaluate(path: str, data_cfg: Any | None = None, data_dir: str = "data", bat
         "checkpoint": checkpoint["path"],
         "run_id": checkpoint["mtl"]["run"].get("run_id"),
         "kind": checkpoint["mtl"]["run"].get("kind"),
-        "data": {"name": data_cfg.name, "split_sizes": {"test": len(data.splits["test"])}, "majority": data.majority_rate("test")},
+        "data": {"name": data.name, "split_sizes": {"test": len(data.splits["test"])}, "majority": data.majority_rate("test")},
         "tasks": [t.to_dict() for t in fitting],
         "test": {name: {k: float(v) for k, v in m.compute().items()} for name, m in metrics.items()},
         "skipped_tasks": [t.name for t in data.tasks if t not in fitting],

@@ -35,8 +35,9 @@ def task_metrics(task: Task, **options: Any) -> torchmetrics.MetricCollection:
     )
 
 
-def task_loss(task: Task, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The task's loss over its labelled examples (unlabelled: -1 for classes, NaN for values)."""
+def task_loss(task: Task, output: torch.Tensor, target: torch.Tensor, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """The task's loss over its labelled examples (unlabelled: -1 for classes, NaN for values);
+    a regression error in units of `scale` (the training labels' std)."""
     labelled = ~torch.isnan(target) if task.kind == "regression" else target >= 0
     if not labelled.any():
         return output.sum() * 0.0  # keeps the graph (and DDP) intact for a batch with no labels
@@ -44,7 +45,7 @@ def task_loss(task: Task, output: torch.Tensor, target: torch.Tensor) -> torch.T
         return F.cross_entropy(output[labelled], target[labelled])
     if task.kind == "binary":
         return F.binary_cross_entropy_with_logits(output[labelled], target[labelled].float())
-    return F.mse_loss(output[labelled], target[labelled])
+    return F.mse_loss(output[labelled] / scale, target[labelled] / scale)
 
 
 def score_of(task: Task, values: dict[str, float]) -> float:
@@ -88,7 +89,9 @@ class MultiTaskModule(pl.LightningModule):
 
     # --- training -------------------------------------------------------------------------
     def losses(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {name: task_loss(task, outputs[name], targets[name]) for name, task in self.tasks.items()}
+        return {
+            name: task_loss(task, outputs[name], targets[name], self.net.target_std(name)) for name, task in self.tasks.items()
+        }
 
     def training_step(self, batch, batch_idx):
         x, y = batch

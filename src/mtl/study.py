@@ -135,7 +135,9 @@ def _run_job(job: Job, cfg: Any, known: list[str], index: dict, home: Path, log:
     done = complete + resumed
     if cfg.kind == "single":
         have = {read_record(d)["tasks"][0]["name"] for d in done}
-        wanted = list(cfg.tasks) if cfg.tasks else list(cfg.data.tasks)
+        from mtl.data.build import data_task_names
+
+        wanted = list(cfg.tasks) if cfg.tasks else data_task_names(cfg.data, cfg.data_dir)
         missing = [t for t in wanted if t not in have]
         if not missing:
             return done

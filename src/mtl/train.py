@@ -49,8 +49,10 @@ def run(cfg: Any, log: Callable[[str], None] = print, on_start: Callable[[Path],
     if cfg.kind != "single":
         prepared = [prepare(cfg, log)]
     else:
+        from mtl.data.build import data_task_names
+
         prepared = []
-        for name in list(cfg.tasks) if cfg.tasks else list(cfg.data.tasks):
+        for name in list(cfg.tasks) if cfg.tasks else data_task_names(cfg.data, cfg.data_dir):
             one = cfg.copy()
             one.tasks = [name]
             prepared.append(prepare(one, log))  # all checked before the first one trains
@@ -75,7 +77,11 @@ def prepare(cfg: Any, log: Callable[[str], None] = print) -> Prepared:
         source = load_source(cfg.source)
     elif cfg.source:
         raise UserError(f"--source is only for `mtl run finetune`, not `mtl run {kind}`")
-    data = build_data(cfg.data, cfg.data_dir, list(cfg.tasks) if cfg.tasks else None)
+    reference = source["mtl"]["data"] if source is not None else None
+    data = build_data(cfg.data, cfg.data_dir, list(cfg.tasks) if cfg.tasks else None, reference)
+    # What the source inferred from the data (tasks, classes, feature encoding) goes into the
+    # saved config and checkpoint: a resumed run, an eval or a fine-tune sees the same data.
+    cfg.data = data.spec
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     net_spec = {
         "tasks": [t.to_dict() for t in data.tasks],
@@ -88,6 +94,7 @@ def prepare(cfg: Any, log: Callable[[str], None] = print) -> Prepared:
         data.tasks, data.input_shape, net_spec["backbone"], net_spec["head"], net_spec["arch"]
     )
     net.set_input_stats(data.input_mean, data.input_std)
+    net.set_target_stats(data.target_stats)
     transfer = transfer_weights(net, source, log) if source is not None else None
     strategy = build_strategy(cfg.finetune, net, cfg.trainer.max_epochs) if kind == "finetune" else None
     weighting = build_method(cfg.method, [t.name for t in data.tasks])

@@ -404,7 +404,9 @@ def _contrast_with_single(section: Section) -> None:
                 low, high = -high, -low
             cell.vs_single = Contrast(sign * test.difference, low, high, test.p_value)
             if base.mean != 0:
-                relative.append(sign * (cell.mean - base.mean) / base.mean)
+                # |base|: a baseline can be negative (R² of a poor regression), and dividing by it
+                # would flip the sign of the gain
+                relative.append(sign * (cell.mean - base.mean) / abs(base.mean))
         if relative:
             row.delta_m = 100.0 * stats.mean(relative)
             row.delta_m_tasks = len(relative)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mtl.errors import UserError
@@ -20,14 +21,25 @@ from mtl.registry import Registry
 from mtl.tasks import Task, tasks_from_config
 
 SPLITS = ("train", "val", "test")
-# A source: (data config, data_dir) -> {split: (inputs array, {task column: labels array})}
-SOURCES: Registry[Callable[[Any, Path], dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]]] = Registry(
-    "data source", "data.source"
-)
+Arrays = dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]  # split -> (inputs, {task column: labels})
+
+
+@dataclass
+class Loaded:
+    """What a source returns: the arrays, and its data config completed with what it inferred
+    from the data (task kinds and classes, a fitted feature encoding), so that a run's saved
+    config rebuilds exactly the same data set."""
+
+    arrays: Arrays
+    spec: dict[str, Any]
+    facts: dict[str, str] = field(default_factory=dict)  # for `mtl data check`: file, rows, image sizes...
+
+
+SOURCES: Registry[Callable[[Any, Path], Loaded]] = Registry("data source", "data.source")
 
 
 @SOURCES.register("generated")
-def generated_source(cfg: Any, data_dir: Path) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+def generated_source(cfg: Any, data_dir: Path) -> Loaded:
     from mtl.data.generated import generate_splits, task_classes
 
     declared = {name: tuple(t["classes"]) for name, t in cfg.tasks.items()}
@@ -37,9 +49,33 @@ def generated_source(cfg: Any, data_dir: Path) -> dict[str, tuple[np.ndarray, di
             raise UserError(f"data '{cfg.name}': scenario '{cfg.scenario}' has no task '{name}'")
         if tuple(actual) != classes:
             raise UserError(f"data '{cfg.name}': task '{name}' declares classes {list(classes)}, the generator makes {list(actual)}")
-    return generate_splits(
+    arrays = generate_splits(
         cfg.scenario, dict(cfg.splits), seed=cfg.seed, image_size=cfg.image_size, knobs=dict(cfg.knobs), cache_dir=data_dir
     )
+    return Loaded(arrays, OmegaConf.to_container(cfg, resolve=True), {"scenario": f"generated '{cfg.scenario}'"})
+
+
+@SOURCES.register("images_csv")
+def images_csv_source(cfg: Any, data_dir: Path) -> Loaded:
+    from mtl.data.images import load_images
+
+    return load_images(cfg, data_dir)
+
+
+@SOURCES.register("tabular_csv")
+def tabular_csv_source(cfg: Any, data_dir: Path) -> Loaded:
+    from mtl.data.tabular import load_table
+
+    return load_table(cfg, data_dir)
+
+
+@SOURCES.register("digits")
+def digits_source(cfg: Any, data_dir: Path) -> Loaded:
+    from mtl.data.images import load_images
+    from mtl.examples.digits import ensure_digits
+
+    ensure_digits(Path(cfg.manifest))
+    return load_images(cfg, data_dir)
 
 
 @dataclass
@@ -60,6 +96,9 @@ class DataBundle:
     input_mean: torch.Tensor
     input_std: torch.Tensor
     labelled: dict[str, int] = field(default_factory=dict)  # labelled training examples per task
+    target_stats: dict[str, tuple[float, float]] = field(default_factory=dict)  # regression: train mean, std
+    spec: dict[str, Any] = field(default_factory=dict)  # the completed data config (Loaded.spec)
+    facts: dict[str, str] = field(default_factory=dict)
 
     def loader(
         self, split: str, batch_size: int, seed: int, num_workers: int = 0, pin_memory: bool = False, sampler: Sampler | None = None
@@ -89,41 +128,75 @@ class DataBundle:
         return rates
 
 
-def build_data(data_cfg: Any, data_dir: str | Path, task_names: list[str] | None = None) -> DataBundle:
-    """Load a data set from its config; keep `task_names` (all when None)."""
-    tasks = tasks_from_config(data_cfg.tasks, data_cfg.name)
-    if task_names:
-        unknown = [t for t in task_names if t not in {task.name for task in tasks}]
-        if unknown:
-            raise UserError(
-                f"data '{data_cfg.name}' has no task {', '.join(map(repr, unknown))}; its tasks: {', '.join(t.name for t in tasks)}"
-            )
-        tasks = [t for t in tasks if t.name in task_names]
-    arrays = SOURCES.get(data_cfg.source)(data_cfg, Path(data_dir))
+def build_data(
+    data_cfg: Any, data_dir: str | Path, task_names: list[str] | None = None, reference: dict[str, Any] | None = None
+) -> DataBundle:
+    """Load a data set from its config; keep `task_names` (all when None).
+
+    `reference` is another run's data spec (a fine-tune source's, a checkpoint's): its fitted
+    feature encoding is reused unless the config declares one, so the network sees the same
+    inputs it was trained on."""
+    if reference and reference.get("features") and "features" in data_cfg and data_cfg.features is None:
+        data_cfg = data_cfg.copy()
+        data_cfg.features = reference["features"]
+    if OmegaConf.is_dict(data_cfg.get("tasks")):  # declared up front: a wrong name fails before any loading
+        _check_names(list(data_cfg.tasks), task_names, data_cfg.name)
+    loaded = SOURCES.get(data_cfg.source)(data_cfg, Path(data_dir))
+    dataset = loaded.spec["name"]
+    tasks = _select(tasks_from_config(loaded.spec["tasks"], dataset), task_names, dataset)
+    arrays = loaded.arrays
     train_x, train_y = arrays["train"]
-    keep = subset_indices(train_y[tasks[0].column], data_cfg.get("train_size"), data_cfg.get("train_fraction"), data_cfg.seed, data_cfg.name)
+    # stratified by the first classification task (regression values are no strata)
+    strata = next((train_y[t.column] for t in tasks if t.kind != "regression"), np.zeros(len(train_x), np.int64))
+    keep = subset_indices(strata, data_cfg.get("train_size"), data_cfg.get("train_fraction"), data_cfg.seed, dataset)
     if keep is not None:
         arrays = dict(arrays, train=(train_x[keep], {k: v[keep] for k, v in train_y.items()}))
     splits = {name: _to_split(arrays[name], tasks) for name in SPLITS}
     for name, split in splits.items():
         if len(split) == 0:
-            raise UserError(f"data '{data_cfg.name}': the {name} split is empty; give it examples (data.splits.{name})")
+            raise UserError(f"data '{dataset}': the {name} split is empty; give it examples (data.splits.{name})")
     mean, std = input_stats(splits["train"].x)
     x = splits["train"].x
     input_shape = (x.shape[3], x.shape[1], x.shape[2]) if x.dtype == torch.uint8 and x.ndim == 4 else tuple(x.shape[1:])
     labelled = {t.name: int(_labelled_mask(splits["train"].y[t.name], t).sum()) for t in tasks}
-    return DataBundle(data_cfg.name, tasks, splits, input_shape, mean, std, labelled)
+    target_stats = {}
+    for t in (t for t in tasks if t.kind == "regression"):
+        values = splits["train"].y[t.name].double()
+        values = values[~torch.isnan(values)]
+        if len(values) > 1:  # else (a tiny training subset) the head keeps plain units
+            target_stats[t.name] = (float(values.mean()), float(values.std(correction=0)))
+    return DataBundle(dataset, tasks, splits, input_shape, mean, std, labelled, target_stats, loaded.spec, loaded.facts)
+
+
+def _select(tasks: list[Task], task_names: list[str] | None, name: str) -> list[Task]:
+    _check_names([t.name for t in tasks], task_names, name)
+    return [t for t in tasks if t.name in task_names] if task_names else tasks
+
+
+def _check_names(available: list[str], task_names: list[str] | None, name: str) -> None:
+    unknown = [t for t in task_names or () if t not in available]
+    if unknown:
+        raise UserError(f"data '{name}' has no task {', '.join(map(repr, unknown))}; its tasks: {', '.join(available)}")
+
+
+def data_task_names(data_cfg: Any, data_dir: str | Path) -> list[str]:
+    """The data set's task names: declared in its config, or read from its file."""
+    declared = data_cfg.get("tasks")
+    if OmegaConf.is_dict(declared) or OmegaConf.is_list(declared):
+        return [str(name) for name in declared]
+    return [t.name for t in build_data(data_cfg, data_dir).tasks]
 
 
 def preview_data(data_cfg: Any, data_dir: str | Path, out: str | Path, n: int = 36) -> Path:
     """A labelled grid of the first `n` training examples of a data set."""
     from mtl.data.preview import preview_grid
 
-    tasks = tasks_from_config(data_cfg.tasks, data_cfg.name)
-    images, labels = SOURCES.get(data_cfg.source)(data_cfg, Path(data_dir))["train"]
-    return preview_grid(
-        images[:n], {t.name: labels[t.column][:n] for t in tasks}, {t.name: t.classes for t in tasks}, out, n
-    )
+    loaded = SOURCES.get(data_cfg.source)(data_cfg, Path(data_dir))
+    tasks = tasks_from_config(loaded.spec["tasks"], loaded.spec["name"])
+    images, labels = loaded.arrays["train"]
+    if images.ndim != 4:
+        raise UserError(f"data '{loaded.spec['name']}' is a table, not images: there is nothing to preview; try `mtl data check`")
+    return preview_grid(images[:n], {t.name: labels[t.column][:n] for t in tasks}, {t.name: t.classes for t in tasks}, out, n)
 
 
 def subset_indices(labels: np.ndarray, size: int | None, fraction: float | None, seed: int, name: str) -> np.ndarray | None:

@@ -46,9 +46,11 @@ def preview_grid(
     )
     for index in range(count):
         axes = figure.add_subplot(rows, columns, index + 1)
-        axes.imshow(images[index], interpolation="nearest")
+        image = images[index]
+        grey = image.ndim == 3 and image.shape[-1] == 1
+        axes.imshow(image[..., 0] if grey else image, cmap="gray" if grey else None, vmin=0, vmax=255, interpolation="nearest")
         axes.set_title(
-            "\n".join(f"{task}: {classes[task][int(values[index])]}" for task, values in labels.items()),
+            "\n".join(f"{task}: {_label(values[index], classes[task])}" for task, values in labels.items()),
             fontsize=6,
             linespacing=1.0,
             pad=2,
@@ -58,3 +60,10 @@ def preview_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
+
+
+def _label(value: float, classes: Sequence[str]) -> str:
+    """A class name, a regression value, or '—' where the example has no label for the task."""
+    if not classes:
+        return "—" if np.isnan(value) else f"{value:.3g}"
+    return classes[int(value)] if value >= 0 else "—"

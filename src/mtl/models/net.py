@@ -21,6 +21,21 @@ def make_head(in_features: int, out_features: int, hidden: int = 0, dropout: flo
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, out_features))
 
 
+class Standardised(nn.Module):
+    """The end of a regression head: the layers before it predict the standardised target (mean 0,
+    std 1 on the training split), this maps it back to the target's own units. A target in the
+    hundreds then starts near its mean, and its loss (taken in standardised units) weighs like
+    any other task's in the combined objective."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(()))
+        self.register_buffer("std", torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
+
+
 class MultiTaskNet(nn.Module):
     """`backbone` (shared parameters, whatever the architecture) and `heads` (one per task)."""
 
@@ -42,6 +57,9 @@ class MultiTaskNet(nn.Module):
         self.heads = nn.ModuleDict(
             {t.name: make_head(self.backbone.out_features, t.num_outputs, **head) for t in tasks}
         )
+        for t in tasks:
+            if t.kind == "regression":
+                self.heads[t.name].append(Standardised())
         self.tasks = {t.name: t for t in tasks}
         self.is_image = len(input_shape) == 3
         channels = input_shape[0] if self.is_image else input_shape[-1]
@@ -51,6 +69,16 @@ class MultiTaskNet(nn.Module):
     def set_input_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.input_mean.copy_(mean)
         self.input_std.copy_(std.clamp_min(1e-6))
+
+    def set_target_stats(self, stats: dict[str, tuple[float, float]]) -> None:
+        """Mean and std of each regression task's training labels."""
+        for name, (mean, std) in stats.items():
+            self.heads[name][-1].mean.fill_(mean)
+            self.heads[name][-1].std.fill_(std if std > 1e-12 else 1.0)  # a constant target: plain units
+
+    def target_std(self, name: str) -> torch.Tensor | float:
+        """The unit a task's loss is measured in: its training std (regression), else 1."""
+        return self.heads[name][-1].std if self.tasks[name].kind == "regression" else 1.0
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC images -> normalised float NCHW in channels_last memory (a free permute:
