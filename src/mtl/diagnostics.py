@@ -9,7 +9,7 @@ Per pair of tasks (i, j), on the gradients g_i, g_j of their losses w.r.t. the s
 and per ordered pair, the lookahead task affinity of Fifty et al. 2021 ("Efficiently Identifying
 Task Groupings for Multi-Task Learning"): Z_{i→j} = 1 − L_j(θ − η·g_i) / L_j(θ), how much a step of
 size η (the configured learning rate) on task i alone lowers task j's loss on the same batch
-(positive: i helps j). The lookahead forwards run on copies of the buffers and a forked random
+(positive: i helps j). The lookahead forwards run on a copy of the network and a forked random
 state, so that switching diagnostics on does not change what the run learns.
 
 Costs one Jacobian (a batched backward per task) and one forward per task per step when on;
@@ -19,11 +19,11 @@ summary averages over processes.
 
 from __future__ import annotations
 
+import copy
 from itertools import combinations
 from typing import Any
 
 import torch
-from torch.func import functional_call
 from torchjd.autojac import jac
 
 EPS = 1e-12
@@ -53,13 +53,17 @@ class TaskRelations:
         self._observe_gradients(grads)
         lr = float(module.optim["lr"])
         with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            buffers = {n: b.clone() for n, b in net.named_buffers()}
+            # A throwaway copy takes the lookahead steps: the real parameters are saved in the graph
+            # for the coming backward, and torch.func.functional_call mishandles the aliased blocks.
+            shadow = copy.deepcopy(net)
+            shadow_params = dict(shadow.named_parameters())
+            targets = [shadow_params[names[id(p)]] for p in shared]
             base = values.detach()
             offsets = [p.numel() for p in shared]
             for i in range(len(self.task_names)):
-                steps = grads[i].split(offsets)
-                looked = {names[id(p)]: p - lr * g.view_as(p) for p, g in zip(shared, steps)}
-                after = module.losses(functional_call(net, {**buffers, **looked}, (x,)), y)
+                for target, p, g in zip(targets, shared, grads[i].split(offsets)):
+                    target.copy_(p - lr * g.view_as(p))
+                after = module.losses(shadow(x), y)
                 for j, name in enumerate(self.task_names):
                     if base[j] > 0:
                         self._affinity_sums[0, i, j] += float(1.0 - after[name] / base[j])
