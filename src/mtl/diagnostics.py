@@ -82,7 +82,8 @@ class TaskRelations:
     def summarise(self, module: Any) -> dict[str, Any]:
         """The epoch's means (averaged over DDP processes too), then start a new epoch."""
         pair_sums, affinity_sums = self._pair_sums, self._affinity_sums
-        if module.trainer is not None and module.trainer.world_size > 1:
+        trainer = getattr(module, "_trainer", None)
+        if trainer is not None and trainer.world_size > 1:
             pair_sums = module.all_gather(pair_sums.to(module.device)).sum(0).cpu()
             affinity_sums = module.all_gather(affinity_sums.to(module.device)).sum(0).cpu()
         self._reset()

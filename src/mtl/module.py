@@ -207,6 +207,8 @@ class MultiTaskModule(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trainer is not None and self.trainer.state.fn != "fit":
+            return  # testing the best checkpoint must not rewind the run's history to that epoch
         saved = checkpoint.get("mtl", {})
         self.history = list(saved.get("history", []))
         self.task_weights = list(saved.get("task_weights", []))

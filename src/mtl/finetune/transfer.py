@@ -38,9 +38,9 @@ def transfer_weights(net: nn.Module, source: dict[str, Any], log: Callable[[str]
 
     def mismatch(name: str, theirs_name: str, theirs: torch.Tensor | None, mine: torch.Tensor) -> UserError:
         found = "is missing" if theirs is None else f"has shape {tuple(theirs.shape)}, the target {tuple(mine.shape)}"
-        layer = name if theirs_name == name else f"{name}' (from the source's '{theirs_name})"
+        layer = f"'{name}'" if theirs_name == name else f"'{name}' (from the source's '{theirs_name}')"
         return UserError(
-            f"source {source['path']} has a different backbone: layer '{layer}' {found}; fine-tune with the "
+            f"source {source['path']} has a different backbone: layer {layer} {found}; fine-tune with the "
             f"source's model settings (backbone {spec['backbone']}, arch {spec['arch']['name']})"
         )
 
