@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torchjd.autojac import jac
 
+from mtl.methods.aggregation import chunk_size
+
 EPS = 1e-12
 
 
@@ -49,7 +51,8 @@ class TaskRelations:
         if len(self.task_names) < 2 or not shared:
             return
         values = torch.stack([losses[name] for name in self.task_names])
-        grads = torch.cat([j.flatten(1) for j in jac(values, shared, retain_graph=True)], dim=1).detach()
+        jacobians = jac(values, shared, retain_graph=True, parallel_chunk_size=chunk_size(values))
+        grads = torch.cat([j.flatten(1) for j in jacobians], dim=1).detach()
         self._observe_gradients(grads)
         lr = float(module.optim["lr"])
         with torch.no_grad(), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):

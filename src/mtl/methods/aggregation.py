@@ -66,7 +66,7 @@ class GradientAggregation(Weighting):
             torch.autograd.backward(objectives[n_tasks], retain_graph=True)
         shared = [p for p in net.shared_parameters() if p.requires_grad]
         specific = [p for p in net.task_parameters() if p.requires_grad]
-        jacobian_of(objectives[:n_tasks], inputs=shared + specific)
+        jacobian_of(objectives[:n_tasks], inputs=shared + specific, parallel_chunk_size=chunk_size(objectives))
         for p in specific:  # only its own task's row is non-zero
             grad = p.jac.sum(0)
             p.grad = grad if p.grad is None else p.grad + grad
@@ -85,6 +85,12 @@ class GradientAggregation(Weighting):
 
     def on_epoch_end(self, epoch: int, mean_losses: dict[str, float]) -> None:
         self._weights = []
+
+
+def chunk_size(tensor: torch.Tensor) -> int | None:
+    """torchjd's vmap over the task rows pays off on accelerators; on the CPU one backward per
+    task in turn is faster (measured in bench/bench_methods.py)."""
+    return 1 if tensor.device.type == "cpu" else None
 
 
 def _distributed(trainer_cfg: Any) -> bool:
