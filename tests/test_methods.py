@@ -211,3 +211,26 @@ def test_every_method_learns_a_tiny_run_and_resumes_from_its_checkpoint(name, ti
     margins = [second["test"][t]["accuracy"] - second["data"]["majority"][t] for t in ("fruit", "color")]
     assert max(margins) > 0.1, second["test"]
     assert load_record(run_dir)["status"] == "complete"
+
+
+def test_a_fine_tune_penalty_adds_its_plain_gradient_to_the_aggregated_one():
+    torch.manual_seed(0)
+    net = tiny_net()
+    x, target = torch.randn(16, 3, 8, 8), torch.randint(0, 3, (16,))
+    anchor = [p.detach() + 0.1 for p in net.shared_parameters()]
+
+    def objectives(with_penalty: bool) -> torch.Tensor:
+        out = net(x)
+        values = torch.stack([torch.nn.functional.cross_entropy(out[t], target) for t in TASKS])
+        if not with_penalty:
+            return values
+        penalty = sum((p - a).pow(2).sum() for p, a in zip(net.shared_parameters(), anchor))
+        return torch.cat([values, penalty.reshape(1)])
+
+    grads = []
+    for with_penalty in (False, True):
+        net.zero_grad(set_to_none=True)
+        method("pcgrad").jacobian_backward(net, objectives(with_penalty))
+        grads.append([p.grad.clone() for p in net.shared_parameters()])
+    for plain, penalised, p, a in zip(*grads, net.shared_parameters(), anchor):
+        assert torch.allclose(penalised - plain, 2 * (p - a).detach(), atol=1e-5)
