@@ -53,6 +53,14 @@ def compare(
     ] = None,
     ci: Annotated[bool, typer.Option("--ci", help="Show 95% Student t intervals.")] = False,
     pvalue: Annotated[bool, typer.Option("--pvalue", help="Show Welch t-test p-values.")] = False,
+    diagnostics: Annotated[
+        bool,
+        typer.Option(
+            "--diagnostics",
+            help="Also show task relations (gradient cosine, magnitude similarity, conflicts, affinity) "
+            "of runs made with diagnostics=true; with --format csv, the relations table alone.",
+        ),
+    ] = False,
     plot: Annotated[
         Optional[Path],
         typer.Option(
@@ -69,17 +77,32 @@ def compare(
         comparison = lib.build_comparison(
             records, skipped, filters=filters or [], metric=metric, sort_by=sort_by
         )
+        relations = None
+        if diagnostics:
+            from mtl.compare.relations import render_with_relations, rich_relations, task_relations
+
+            relations = task_relations(comparison, records)
+            if not relations:
+                _say("no compared run recorded diagnostics; make runs with diagnostics=true", stderr=True)
+
+        def text() -> str:
+            if relations is None:
+                return lib.render(comparison, fmt, show_ci=ci, show_pvalue=pvalue)
+            return render_with_relations(comparison, relations, fmt, ci, pvalue)
+
         if output is not None:
-            _write(output, lib.render(comparison, fmt, show_ci=ci, show_pvalue=pvalue))
+            _write(output, text())
             rows = len(comparison.rows)
             _say(f"wrote {fmt} to {output} ({rows} rows, {len(skipped)} runs skipped)")
         elif fmt == "table":
             console = _console()
             for renderable in lib.rich_renderables(comparison, show_ci=ci, show_pvalue=pvalue):
                 console.print(renderable)
+            for renderable in rich_relations(relations) if relations else []:
+                console.print(renderable)
         else:
             # Machine-readable text goes out verbatim, and without importing rich (~70 ms).
-            typer.echo(lib.render(comparison, fmt, show_ci=ci, show_pvalue=pvalue), nl=False)
+            typer.echo(text(), nl=False)
             if fmt == "csv":  # the one format with no place for skipped runs
                 for s in skipped:
                     _say(f"skipped {s.path}: {s.reason}", stderr=True)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
+from mtl.diagnostics import TaskRelations
 from mtl.methods import Weighting
 from mtl.models.net import MultiTaskNet
 from mtl.tasks import Task
@@ -61,10 +62,12 @@ class MultiTaskModule(pl.LightningModule):
         optim: dict[str, Any],
         strategy: Any = None,
         meta: dict[str, Any] | None = None,
+        diagnostics: bool = False,
     ):
         super().__init__()
         self.net = net
         self.weighting = weighting
+        weighting.attach(net)
         self.optim = dict(optim)
         self.strategy = strategy
         self.meta = meta or {}  # what a checkpoint needs to rebuild the net (see checkpoint.py)
@@ -81,6 +84,9 @@ class MultiTaskModule(pl.LightningModule):
         self.automatic_optimization = not weighting.manual_backward
         self.history: list[dict[str, Any]] = []
         self.task_weights: list[dict[str, Any]] = []
+        # Task-relation diagnostics (cosine, magnitude similarity, conflicts, affinity): off by default.
+        self.relations = TaskRelations(list(self.tasks)) if diagnostics else None
+        self.diagnostics: list[dict[str, Any]] = []
         self.test_results: dict[str, dict[str, float]] = {}
         self._epoch_losses = {name: [0.0, 0] for name in self.tasks}
 
@@ -102,12 +108,22 @@ class MultiTaskModule(pl.LightningModule):
             tally = self._epoch_losses[name]
             tally[0] += loss.detach()
             tally[1] += 1
+        if self.relations is not None:
+            self.relations.observe(self, x, y, losses)
         penalty = self.strategy.penalty(self) if self.strategy is not None else None
         if self.automatic_optimization:
             objective = self.weighting.combine(losses)
             return objective if penalty is None else objective + penalty
         self.weighting.backward(self, losses, penalty)
         return None
+
+    def backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        # Under manual optimisation, `loss` is the stack of task losses that the method passed to
+        # manual_backward (scaled by Lightning's precision plugin); the method differentiates it.
+        if self.automatic_optimization:
+            super().backward(loss, *args, **kwargs)
+        else:
+            self.weighting.jacobian_backward(self.net, loss)
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
@@ -170,6 +186,8 @@ class MultiTaskModule(pl.LightningModule):
         self.history.append(entry)
         self.task_weights.append({"epoch": self.current_epoch, **self.weighting.current_weights()})
         self.weighting.on_epoch_end(self.current_epoch, mean_losses)
+        if self.relations is not None:
+            self.diagnostics.append({"epoch": self.current_epoch, **self.relations.summarise(self)})
 
     def on_test_epoch_end(self) -> None:
         self.test_results, _ = self._compute("test")
@@ -199,13 +217,17 @@ class MultiTaskModule(pl.LightningModule):
             **self.meta,
             "history": self.history,
             "task_weights": self.task_weights,
+            "diagnostics": self.diagnostics,
             # RNG state, so that a resumed run continues exactly as an uninterrupted one would
             "rng": {"torch": torch.get_rng_state()},
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trainer is not None and self.trainer.state.fn != "fit":
+            return  # testing the best checkpoint must not rewind the run's history to that epoch
         saved = checkpoint.get("mtl", {})
         self.history = list(saved.get("history", []))
         self.task_weights = list(saved.get("task_weights", []))
+        self.diagnostics = list(saved.get("diagnostics", []))
         if "rng" in saved:
             torch.set_rng_state(saved["rng"]["torch"])

@@ -15,12 +15,17 @@ without torch so that `mtl compare` stays fast. Schema (version 1):
     arch          architecture name, e.g. "hps";  backbone: backbone name, e.g. "cnn"
     finetune      null, or {"strategy": "full" | "linear_probe" | ..., ...its settings}
     source        null, or {"path", "run_id", "run_dir", "data", "kind", "tasks", "label"}
-    transfer      null, or {"transferred": [...], "initialised": [{"name", "reason"}], ...}
+    transfer      null, or {"backbone", "heads": {task: status}, "transferred": [...], "initialised": [...],
+                  "reasons": {tensor: why it starts fresh}, "mapped": {target tensor: source tensor}, "note"}
     seed          training seed (the data seed is data.seed inside config)
     test          {task: {metric_name: value, ...}}   per-task test metrics
     best_val      {task: {metric_name: value}} at the best checkpoint
     history       [{"epoch": e, "train/loss": ..., "val/<task>/<metric>": ..., ...}]
-    task_weights  [{"epoch": e, "<task>": w, ...}]   weights in effect, per epoch
+    task_weights  [{"epoch": e, "<task>": w, ...}]   weights in effect, per epoch (gradient methods:
+                  the epoch's mean aggregation weights; none for GradDrop and ConFIG)
+    diagnostics   [] unless diagnostics=true; then per epoch {"epoch", "pairs": [{"tasks": [a, b],
+                  "cosine", "magnitude_similarity", "conflict_fraction", "steps"}],
+                  "affinity": [{"from", "to", "value"}]}   (see mtl/diagnostics.py)
     checkpoints   {"best": relative path, "last": relative path}
     versions      {"python", "mtl", "torch", "pytorch_lightning", ...}
     timing        {"started", "ended" (ISO 8601, UTC), "wall_s", "fit_s", "test_s"}

@@ -98,12 +98,15 @@ def prepare(cfg: Any, log: Callable[[str], None] = print) -> Prepared:
     transfer = transfer_weights(net, source, log) if source is not None else None
     strategy = build_strategy(cfg.finetune, net, cfg.trainer.max_epochs) if kind == "finetune" else None
     weighting = build_method(cfg.method, [t.name for t in data.tasks])
+    weighting.check_trainer(cfg.trainer)
     meta = {
         "net": net_spec,
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "run": {"kind": kind, "data": cfg.data.name, "tasks": [t.name for t in data.tasks]},
     }
-    module = MultiTaskModule(net, weighting, OmegaConf.to_container(cfg.optim), strategy, meta)
+    module = MultiTaskModule(
+        net, weighting, OmegaConf.to_container(cfg.optim), strategy, meta, diagnostics=bool(cfg.get("diagnostics"))
+    )
     return Prepared(cfg, kind, data, module, source, transfer)
 
 
@@ -307,6 +310,7 @@ def _new_record(cfg: Any, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
         "best_val": {},
         "history": [],
         "task_weights": [],
+        "diagnostics": [],
         "checkpoints": {},
         "versions": _versions(),
         "timing": {"started": _now()},
@@ -326,6 +330,7 @@ def _finish(record: dict[str, Any], run_dir: Path, trainer: Any, module: Any, st
         }
     record["history"] = module.history
     record["task_weights"] = module.task_weights
+    record["diagnostics"] = module.diagnostics
     if module.history:
         best_entry = max(module.history, key=lambda e: e["val/score"])
         record["best_val"] = {

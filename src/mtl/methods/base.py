@@ -6,6 +6,8 @@ checkpoint) registered by name in METHODS and chosen with `method=NAME`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -22,12 +24,23 @@ class Weighting(nn.Module):
     """
 
     manual_backward = False
+    method_name = ""  # the registry name it was built under (set by build_method), for messages
 
     def __init__(self, task_names: list[str]):
         super().__init__()
         self.task_names = list(task_names)
 
+    def attach(self, net: nn.Module) -> None:
+        """Called once with the network, for methods that look at its parameters (GradNorm)."""
+
+    def check_trainer(self, trainer_cfg: Any) -> None:
+        """Raise UserError for trainer settings the method cannot honour (called before a run)."""
+
     def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def backward(self, module: Any, losses: dict[str, torch.Tensor], penalty: torch.Tensor | None) -> None:
+        """Manual optimisation: one optimiser step from the task losses (and the strategy's penalty)."""
         raise NotImplementedError
 
     def current_weights(self) -> dict[str, float]:
@@ -36,3 +49,7 @@ class Weighting(nn.Module):
 
     def on_epoch_end(self, epoch: int, mean_losses: dict[str, float]) -> None:
         """Adaptive methods (e.g. DWA) update their state from the epoch's mean task losses."""
+
+
+def stacked(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.stack(list(losses.values()))

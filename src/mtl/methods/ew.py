@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from mtl.methods.base import METHODS, Weighting
+from mtl.methods.base import METHODS, Weighting, stacked
 
 
 @METHODS.register("ew")
@@ -10,4 +10,4 @@ class EqualWeighting(Weighting):
     """Equal weighting: the plain sum of the task losses (the usual multitask baseline)."""
 
     def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.stack(list(losses.values())).sum()
+        return stacked(losses).sum()

@@ -1,5 +1,8 @@
-"""Backbones: input -> feature vector. Each exposes `out_features` and `blocks` (ordered from
-input to output, so fine-tune strategies can freeze or unfreeze them block by block)."""
+"""Backbones: input -> feature vector, as `pool(blocks(stem(x)))`. Each exposes `stem`, `blocks`
+(ordered from input to output, so fine-tune strategies can freeze or unfreeze them block by
+block, and block-wise architectures can work between them), `pool`, the width of each block's
+output (`block_channels`), whether those outputs are feature maps (`spatial`) and
+`out_features`."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ class SmallCNN(nn.Module):
             from mtl.errors import UserError
 
             raise UserError(f"the cnn backbone needs images (C, H, W), got input shape {input_shape}; use model=mlp")
+        self.input_shape = tuple(input_shape)
         channels = [input_shape[0]] + [width * 2**i for i in range(blocks)]
         self.blocks = nn.ModuleList(
             nn.Sequential(
@@ -33,7 +37,10 @@ class SmallCNN(nn.Module):
             )
             for c_in, c_out in zip(channels, channels[1:])
         )
+        self.stem = nn.Identity()
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.block_channels = channels[1:]
+        self.spatial = True
         self.out_features = channels[-1]
 
     def forward(self, x):
@@ -48,16 +55,20 @@ class MLP(nn.Module):
 
     def __init__(self, input_shape: tuple[int, ...], hidden: list[int] = (256, 128), dropout: float = 0.0):
         super().__init__()
+        self.input_shape = tuple(input_shape)
         sizes = [math.prod(input_shape), *hidden]
-        self.flatten = nn.Flatten()
+        self.stem = nn.Flatten()
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Linear(a, b), nn.ReLU(inplace=True), nn.Dropout(dropout))
             for a, b in zip(sizes, sizes[1:])
         )
+        self.pool = nn.Identity()
+        self.block_channels = sizes[1:]
+        self.spatial = False
         self.out_features = sizes[-1]
 
     def forward(self, x):
-        x = self.flatten(x)
+        x = self.stem(x)
         for block in self.blocks:
             x = block(x)
         return x

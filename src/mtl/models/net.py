@@ -51,7 +51,8 @@ class MultiTaskNet(nn.Module):
         backbone = dict(backbone)
         make_backbone = BACKBONES.get(backbone.pop("name"))
         arch = dict(arch)
-        self.backbone = ARCHS.get(arch.pop("name"))(
+        self.arch_name = arch.pop("name")
+        self.backbone = ARCHS.get(self.arch_name)(
             lambda: make_backbone(tuple(input_shape), **backbone), [t.name for t in tasks], **arch
         )
         self.heads = nn.ModuleDict(
@@ -65,6 +66,19 @@ class MultiTaskNet(nn.Module):
         channels = input_shape[0] if self.is_image else input_shape[-1]
         self.register_buffer("input_mean", torch.zeros(channels))
         self.register_buffer("input_std", torch.ones(channels))
+
+    def task_parameters(self, task: str | None = None) -> list[nn.Parameter]:
+        """Parameters only `task`'s output depends on (all tasks' when None): its head, and the
+        architecture's per-task modules (e.g. MMoE gates, MTAN attention)."""
+        names = [task] if task is not None else list(self.heads)
+        modules = [self.heads[n] for n in names]
+        modules += [self.backbone.task_modules[n] for n in names if n in self.backbone.task_modules]
+        return [p for m in modules for p in m.parameters()]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters more than one task's output depends on: what multitask methods balance."""
+        specific = {id(p) for p in self.task_parameters()}
+        return [p for p in self.backbone.parameters() if id(p) not in specific]
 
     def set_input_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.input_mean.copy_(mean)
