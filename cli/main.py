@@ -63,9 +63,9 @@ def _run(
         else:
             if kind == "finetune" and not source:
                 raise UserError("missing --source: mtl run finetune --source CHECKPOINT_OR_RUN_DIR [OVERRIDES]")
-            from mtl.config import compose
+            from mtl.config import compose, quoted
 
-            extra = [f"source={_quote(source)}"] if source else []
+            extra = [f"source={quoted(source)}"] if source else []
             if multirun:
                 return _sweep(kind, [*(overrides or []), *extra], dry_run)
             cfg = compose(kind, [*(overrides or []), *extra])
@@ -94,11 +94,6 @@ def _sweep(kind: str, overrides: list[str], dry_run: bool) -> None:
     failed = sum(1 for o in outcomes if o.error)
     if failed:
         raise UserError(f"{failed} of {len(outcomes)} jobs failed; the others' runs are complete")
-
-
-def _quote(value: str) -> str:
-    # Hydra's override grammar: quote so paths with '=' or spaces survive as one string.
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 OverridesArg = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)

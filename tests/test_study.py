@@ -106,3 +106,16 @@ def test_study_mistakes_are_one_line_before_anything_runs(mtl, study_file, tmp_p
 def test_unknown_study_lists_the_built_in_ones(mtl):
     result = mtl("study", "nope")
     assert result.exit_code == 2 and "fruits-to-objects" in result.stderr
+
+
+def test_a_study_runs_its_jobs_through_the_chosen_hydra_launcher(mtl, study_file, tmp_path, data_cache):
+    study_file.write_text(TINY_STUDY.replace("train_sizes: [60, null]", "train_sizes: [60]"))
+    result = mtl(*_args(study_file, tmp_path, data_cache), "hydra/launcher=basic")
+    assert result.exit_code == 0, result.stderr
+    assert "with the basic launcher" in result.stdout
+    home = tmp_path / "runs" / "studies" / "tiny"
+    index = json.loads((home / "study.json").read_text())["jobs"]
+    assert len(index) == 4 and len(run_dirs(home)) == 1 + 3 + 1 + 1
+    probe = load_record(Path(index["probe/size=60/seed=0"]["run_dirs"][0]))
+    assert probe["status"] == "complete"
+    assert probe["source"]["run_id"] == Path(index["source/size=full/seed=0"]["run_dirs"][0]).name

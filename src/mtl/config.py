@@ -76,6 +76,11 @@ def compose(kind: str, overrides: Iterable[str] = ()) -> Any:
     return cfg
 
 
+def quoted(value: str) -> str:
+    """A value as one Hydra override string, whatever it holds (paths with '=', spaces, quotes)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def is_launcher_override(override: str) -> bool:
     """hydra/launcher=joblib, hydra.launcher.n_jobs=4, ...: settings of a sweep, not of a run."""
     key = override.lstrip("+~").split("=", 1)[0]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mtl.config import KINDS, compose, config_dir
+from mtl.config import KINDS, compose, config_dir, is_launcher_override, quoted
 from mtl.errors import UserError
 from mtl.records import read_record, write_json_atomic
 
@@ -54,6 +54,7 @@ class Study:
     seeds: list[int]
     jobs: list[Job] = field(default_factory=list)
     home: Path = Path()
+    launcher: list[str] = field(default_factory=list)  # e.g. [hydra/launcher=joblib]: jobs go through it
 
 
 def load_study(name: str, runs_dir: str | Path = "runs", seeds: int | None = None,
@@ -65,10 +66,11 @@ def load_study(name: str, runs_dir: str | Path = "runs", seeds: int | None = Non
     if n_seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {n_seeds}")
     size_entries = [{"size": s, "overrides": []} for s in sizes] if sizes else [_size_entry(s) for s in spec.get("train_sizes") or [None]]
-    common = [*map(str, spec.get("common") or []), *overrides]
+    launcher = [o for o in overrides if is_launcher_override(o)]
+    common = [*map(str, spec.get("common") or []), *(o for o in overrides if not is_launcher_override(o))]
     study_name = str(spec["name"])
     home = Path(runs_dir) / "studies" / study_name
-    study = Study(study_name, str(spec.get("description", "")), list(range(n_seeds)), home=home)
+    study = Study(study_name, str(spec.get("description", "")), list(range(n_seeds)), home=home, launcher=launcher)
     ids = set()
     for run in spec["runs"]:
         _check_run(run, ids, study_name)
@@ -101,6 +103,18 @@ def run_study(study: Study, log: Callable[[str], None] = print) -> dict[str, Any
     started = time.perf_counter()
     todo = [job for job in study.jobs if not _complete(index.get(job.key))]
     log(f"study {study.name}: {len(study.jobs)} jobs, {len(study.jobs) - len(todo)} already complete")
+    if study.launcher:
+        _run_with_launcher(study, index, todo, log)
+    else:
+        _run_in_process(study, index, todo, log)
+    total = time.perf_counter() - started
+    index_meta = {"name": study.name, "last_run_s": round(total, 1)}
+    _write_index(study.home, index, index_meta)
+    return index
+
+
+def _run_in_process(study: Study, index: dict, todo: list[Job], log: Callable[[str], None]) -> None:
+    """One job after another in this process, sources first; interrupted runs are resumed."""
     for number, job in enumerate(sorted(todo, key=lambda j: j.source_key is not None), start=1):
         log(f"[{number}/{len(todo)}] {job.key}")
         cfg = job.cfg
@@ -113,10 +127,33 @@ def run_study(study: Study, log: Callable[[str], None] = print) -> dict[str, Any
             cfg.source = source_dirs[0]
         index[job.key] = {"run_dirs": _run_job(job, cfg, index.get(job.key, {}).get("run_dirs") or [], index, study.home, log)}
         _write_index(study.home, index)
-    total = time.perf_counter() - started
-    index_meta = {"name": study.name, "last_run_s": round(total, 1)}
-    _write_index(study.home, index, index_meta)
-    return index
+
+
+def _run_with_launcher(study: Study, index: dict, todo: list[Job], log: Callable[[str], None]) -> None:
+    """The jobs through the chosen Hydra launcher, in two waves: sources, then what starts from
+    them. A job that did not complete before is run again from scratch (its old runs removed)."""
+    from mtl.sweep import Job as LaunchJob
+    from mtl.sweep import run_jobs
+
+    for wave in ([j for j in todo if j.source_key is None], [j for j in todo if j.source_key is not None]):
+        ready = []
+        for job in wave:
+            overrides = list(job.overrides)
+            if job.source_key is not None:
+                if not _complete(index.get(job.source_key)):
+                    log(f"  skipped {job.key}: its source {job.source_key} did not complete")
+                    continue
+                overrides.append(f"source={quoted(index[job.source_key]['run_dirs'][0])}")
+            for run_dir in index.pop(job.key, {}).get("run_dirs") or []:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            ready.append((job, LaunchJob(job.kind, tuple(overrides))))
+        if not ready:
+            continue
+        for (job, _), outcome in zip(ready, run_jobs([launch for _, launch in ready], study.launcher, log)):
+            if outcome.error:
+                log(f"  {job.key} failed: {outcome.error}")
+            index[job.key] = {"run_dirs": outcome.run_dirs}
+        _write_index(study.home, index)
 
 
 def _run_job(job: Job, cfg: Any, known: list[str], index: dict, home: Path, log: Callable[[str], None]) -> list[str]:
