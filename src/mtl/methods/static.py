@@ -11,7 +11,7 @@ from mtl.methods.base import METHODS, Weighting, stacked
 @METHODS.register("static")
 class StaticWeighting(Weighting):
     """Fixed per-task weights: Σ w_t · L_t, with w_t from `method.weights` (1 for a task not named),
-    e.g. method=static '+method.weights={fruit: 2.0}'."""
+    e.g. method=static +method.weights.fruit=2.0."""
 
     def __init__(self, task_names: list[str], weights: dict[str, Any] | None = None):
         super().__init__(task_names)
