@@ -9,15 +9,18 @@ import torch
 
 from conftest import load_record, run_dirs
 
+# The launcher tests need complete runs, not good ones: a few batches each.
+SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
+
 
 def test_a_two_job_sweep_writes_two_complete_runs_that_compare_groups(mtl, tiny, tmp_path):
-    result = mtl("run", "multitask", "-m", *tiny, "trainer.max_epochs=1", "seed=0,1")
+    result = mtl("run", "multitask", "-m", *tiny, *SHORT, "seed=0,1")
     assert result.exit_code == 0, result.stderr
     runs = run_dirs(tmp_path / "runs")
     assert [r.parent.name for r in runs] == ["multitask", "multitask"]  # runs/<kind>/<run-id>/, nothing else
     records = [load_record(r) for r in runs]
     assert sorted(r["seed"] for r in records) == [0, 1]
-    assert all(r["status"] == "complete" and r["test"]["fruit"]["accuracy"] > 0 for r in records)
+    assert all(r["status"] == "complete" and set(r["test"]) == {"fruit", "color"} for r in records)
     assert "#0 seed=0" in result.stdout and "#1 seed=1" in result.stdout
 
     compared = mtl("compare", "--runs-dir", tmp_path / "runs", "--format", "json")
@@ -28,7 +31,7 @@ def test_a_two_job_sweep_writes_two_complete_runs_that_compare_groups(mtl, tiny,
 
 
 def test_submitit_local_runs_a_job_in_its_own_process(mtl, tiny, tmp_path):
-    result = mtl("run", "multitask", "-m", *tiny, "trainer.max_epochs=1", "seed=0", "hydra/launcher=submitit_local")
+    result = mtl("run", "multitask", "-m", *tiny, *SHORT, "seed=0", "hydra/launcher=submitit_local")
     assert result.exit_code == 0, result.stderr
     [run_dir] = run_dirs(tmp_path / "runs")
     assert load_record(run_dir)["status"] == "complete"
@@ -96,13 +99,13 @@ def test_ddp_sim_records_what_a_single_process_evaluation_of_its_checkpoints_giv
 
     # odd split sizes: a padding DistributedSampler would count an example twice
     odd = ["data.splits.val=161", "data.splits.test=241"]
-    result = mtl("run", "multitask", *tiny, *odd, "trainer=ddp_sim", "trainer.max_epochs=3")
+    result = mtl("run", "multitask", *tiny, *odd, "trainer=ddp_sim", "trainer.max_epochs=2")
     assert result.exit_code == 0, result.stderr
     [run_dir] = run_dirs(tmp_path / "runs")  # the second process wrote no run of its own
     record = load_record(run_dir)
     assert record["status"] == "complete"
-    assert [e["epoch"] for e in record["history"]] == [0, 1, 2]  # trained in spawned workers, recorded here
-    assert len(record["task_weights"]) == 3
+    assert [e["epoch"] for e in record["history"]] == [0, 1]  # trained in spawned workers, recorded here
+    assert len(record["task_weights"]) == 2
 
     evaluated = evaluate(str(run_dir), data_dir=str(data_cache))
     for task in ("fruit", "color"):
@@ -120,7 +123,7 @@ def test_ddp_sim_records_what_a_single_process_evaluation_of_its_checkpoints_giv
 
 
 def test_bf16_mixed_precision_on_cpu_trains_above_chance(mtl, tiny, tmp_path):
-    result = mtl("run", "multitask", *tiny, "trainer.precision=bf16-mixed", "trainer.max_epochs=4")
+    result = mtl("run", "multitask", *tiny, "trainer.precision=bf16-mixed", "trainer.max_epochs=2")
     assert result.exit_code == 0, result.stderr
     [run_dir] = run_dirs(tmp_path / "runs")
     record = load_record(run_dir)
