@@ -67,7 +67,8 @@ def load_study(name: str, runs_dir: str | Path = "runs", seeds: int | None = Non
         raise UserError(f"--seeds must be at least 1, got {n_seeds}")
     size_entries = [{"size": s, "overrides": []} for s in sizes] if sizes else [_size_entry(s) for s in spec.get("train_sizes") or [None]]
     launcher = [o for o in overrides if is_launcher_override(o)]
-    common = [*map(str, spec.get("common") or []), *(o for o in overrides if not is_launcher_override(o))]
+    common = [str(o) for o in spec.get("common") or []]
+    user = [o for o in overrides if not is_launcher_override(o)]  # last, so they win
     study_name = str(spec["name"])
     home = Path(runs_dir) / "studies" / study_name
     study = Study(study_name, str(spec.get("description", "")), list(range(n_seeds)), home=home, launcher=launcher)
@@ -79,8 +80,8 @@ def load_study(name: str, runs_dir: str | Path = "runs", seeds: int | None = Non
         for entry in size_entries if sized else [{"size": None, "overrides": []}]:
             for seed in study.seeds:
                 size = entry["size"]
-                job_overrides = [*common, *entry["overrides"], *map(str, run.get("overrides") or []), f"seed={seed}",
-                                 f"runs_dir={home}"]
+                job_overrides = [*common, *entry["overrides"], *map(str, run.get("overrides") or []), *user,
+                                 f"seed={seed}", f"runs_dir={home}"]
                 if size is not None:
                     job_overrides.append(f"data.train_size={size}")
                 source = run.get("source")
