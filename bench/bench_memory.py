@@ -1,6 +1,6 @@
 """Peak memory (RSS) of `mtl run multitask` as the training set grows: the data is held once.
 
-    .venv/bin/python bench/bench_memory.py [--sizes 3000 12000 48000]
+    .venv/bin/python bench/bench_memory.py [--sizes 3000 24000 96000]
 
 For each training-set size, two fresh processes run the command: the first renders the generated
 data set and caches it, the second reads the cache (as every later run does). Each reports its
@@ -47,7 +47,7 @@ def peak_mb(overrides: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[3000, 12000, 48000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3000, 24000, 96000])
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="mtl-bench-memory-")
     val, test, pixels = 500, 1000, 32 * 32 * 3

@@ -75,7 +75,7 @@ class MultiTaskModule(pl.LightningModule):
         self.metrics = nn.ModuleDict(
             # keyed "train_" etc.: a ModuleDict key may not shadow nn.Module.train. Train and val
             # metrics are all-reduced across DDP processes in compute(); the test runs on one
-            # process (train._test), while the others may still hold the process group.
+            # process (train._tester), while the others may still hold the process group.
             {
                 f"{stage}_": nn.ModuleDict({n: task_metrics(t, sync_on_compute=stage != "test") for n, t in self.tasks.items()})
                 for stage in STAGES

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 from mtl.config import compose, config_dir, is_launcher_override
 from mtl.errors import UserError
 
+
 @dataclass(frozen=True)
 class Job:
     """One run to launch: an experiment kind and its overrides (no sweeps)."""
@@ -110,7 +111,11 @@ def launch(plan: Plan, log: Callable[[str], None] = print) -> list[Outcome]:
     context = HydraContext(config_loader=plan.hydra.config_loader, callbacks=Callbacks(plan.config))
     launcher = Plugins.instance().instantiate_launcher(config=plan.config, hydra_context=context, task_function=run_job)
     log(f"launching {len(plan.jobs)} job{'s' * (len(plan.jobs) != 1)} with the {plan.launcher} launcher")
-    returns = launcher.launch([[f"experiment={job.kind}", *job.overrides] for job in plan.jobs], initial_job_idx=0)
+    try:
+        returns = launcher.launch([[f"experiment={job.kind}", *job.overrides] for job in plan.jobs], initial_job_idx=0)
+    except Exception as e:  # the launcher's machinery (e.g. sbatch, or a killed job), not a run
+        where = plan.config.hydra.sweep.dir
+        raise UserError(f"the {plan.launcher} launcher failed: {_first_line(e)}; its logs are under {where}") from None
     outcomes = []
     for job, returned in zip(plan.jobs, returns):
         try:
@@ -126,9 +131,13 @@ def run_job(cfg: Any) -> Outcome:
     """Hydra's task function: one job, in whichever process or machine the launcher chose."""
     from pathlib import Path
 
+    from hydra.core.hydra_config import HydraConfig
+
     from mtl.train import RunInterrupted, run
 
     job = Job(str(cfg.kind))
+    hydra = HydraConfig.get()
+    print(f"job #{hydra.job.num}: mtl run {job.kind} {' '.join(hydra.overrides.task[1:])}", flush=True)
     try:
         records = run(cfg, print)
     except RunInterrupted:

@@ -145,14 +145,16 @@ def train(
         raise UserError(f"cannot write the run directory {run_dir} ({e.strerror}); set runs_dir to a writable folder") from None
     if on_start is not None:
         on_start(run_dir)
+    tester = _tester(cfg)
     started = time.perf_counter()
     try:
         trainer.fit(module, datamodule=fit_data, ckpt_path=ckpt_path)
         fit_s = time.perf_counter() - started
-        _test(cfg, trainer, module, data)
+        test_data = data.loader("test", cfg.loader.batch_size, cfg.seed, cfg.loader.num_workers, cfg.loader.pin_memory)
+        tester.test(module, test_data, ckpt_path=trainer.checkpoint_callback.best_model_path, verbose=False)
         _take_bookkeeping(module, last)  # after the test, whose restore of the best checkpoint rewinds them
     except (KeyboardInterrupt, SystemExit) as e:
-        if isinstance(e, SystemExit) and not trainer.interrupted:
+        if isinstance(e, SystemExit) and not (trainer.interrupted or tester.interrupted):
             raise
         record.update(status="interrupted", error="interrupted by the user (Ctrl-C)")
         _finish(record, run_dir, trainer, module, started)
@@ -245,14 +247,14 @@ def _take_bookkeeping(module: Any, last: Path) -> None:
     module.history, module.task_weights = saved["history"], saved["task_weights"]
 
 
-def _test(cfg: Any, trainer: Any, module: Any, data: Any) -> None:
-    """Test the best checkpoint on one device, whatever fit ran on: every test example counts
-    exactly once (a DistributedSampler would pad the split with repeats) and the results land in
-    this process (ddp_spawn trained in others). Sets module.test_results."""
+def _tester(cfg: Any) -> Any:
+    """The Trainer that tests the best checkpoint: on one device, whatever fit ran on, so every
+    test example counts exactly once (a DistributedSampler would pad the split with repeats) and
+    the results land in this process (ddp_spawn trained in others)."""
     import pytorch_lightning as pl
 
     settings = _trainer_settings(cfg)
-    tester = pl.Trainer(
+    return pl.Trainer(
         accelerator=settings["accelerator"],
         devices=1,
         num_nodes=1,
@@ -266,8 +268,6 @@ def _test(cfg: Any, trainer: Any, module: Any, data: Any) -> None:
         enable_checkpointing=False,
         enable_model_summary=False,
     )
-    loader = data.loader("test", cfg.loader.batch_size, cfg.seed, cfg.loader.num_workers, cfg.loader.pin_memory)
-    tester.test(module, loader, ckpt_path=trainer.checkpoint_callback.best_model_path, verbose=False)
 
 
 def _run_id(cfg: Any, data: Any) -> str:
