@@ -122,28 +122,33 @@ def libmtl(weighting_module, name: str, batch, width: int, warmup: int, steps: i
     method.init_param()
     optimizer = torch.optim.AdamW([*net.parameters(), *method.parameters()], lr=OPTIM["lr"], weight_decay=OPTIM["weight_decay"])
     x, y = batch
-    times = []
-    for _ in range(warmup + steps):
-        start = time.perf_counter()
-        optimizer.zero_grad()
+
+    def backward() -> None:
         out = net(x)
-        losses = torch.stack([F.cross_entropy(out[t.name], y[t.name]) for t in TASKS])
-        method.backward(losses, **settings)
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[warmup:])
+        method.backward(torch.stack([F.cross_entropy(out[t.name], y[t.name]) for t in TASKS]), **settings)
+
+    return median_step(optimizer, backward, warmup, steps)
 
 
 def plain_ew(batch, width: int, warmup: int, steps: int) -> float:
     net = make_net(width)
     optimizer = torch.optim.AdamW(net.parameters(), lr=OPTIM["lr"], weight_decay=OPTIM["weight_decay"])
     x, y = batch
+
+    def backward() -> None:
+        out = net(x)
+        sum(F.cross_entropy(out[t.name], y[t.name]) for t in TASKS).backward()
+
+    return median_step(optimizer, backward, warmup, steps)
+
+
+def median_step(optimizer, backward, warmup: int, steps: int) -> float:
+    """Median seconds of one optimisation step (zero_grad, `backward`, step) after `warmup` steps."""
     times = []
     for _ in range(warmup + steps):
         start = time.perf_counter()
         optimizer.zero_grad()
-        out = net(x)
-        sum(F.cross_entropy(out[t.name], y[t.name]) for t in TASKS).backward()
+        backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
     return statistics.median(times[warmup:])

@@ -178,7 +178,8 @@ def study(
     print `mtl compare` over exactly its runs and write the plot beside them."""
 
     def work() -> None:
-        from mtl.study import load_study, run_study, study_run_dirs
+        from mtl.compare import rich_renderables
+        from mtl.study import compare_study, load_study, run_study
 
         size_list = None
         if sizes:
@@ -188,14 +189,8 @@ def study(
                 raise UserError(f"--sizes takes numbers separated by commas (or 'full'), got '{sizes}'") from None
         spec = load_study(name, runs_dir, seeds, size_list, overrides or [])
         run_study(spec, console.print)
-        from mtl import compare as lib
-
-        records, skipped = lib.load_runs(study_run_dirs(spec))
-        comparison = lib.build_comparison(records, skipped)
-        for renderable in lib.rich_renderables(comparison):
+        for renderable in rich_renderables(compare_study(spec)):
             console.print(renderable)
-        (spec.home / "comparison.md").write_text(lib.render(comparison, "md", show_ci=True))
-        lib.plot(comparison, spec.home / "comparison.png")
         console.print(f"study: {spec.home} (comparison.md, comparison.png)")
 
     guarded(work)

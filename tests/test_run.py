@@ -95,6 +95,7 @@ def test_help_and_config_errors_do_not_import_torch():
         (["tasks=[fruit,taste]"], "data 'fruits' has no task 'taste'"),
         (["model.backbone.name=resnet999"], "unknown backbone 'resnet999'"),
         (["trainer.accelerator=tpu-ish"], "bad trainer setting"),
+        (["optim.name=lamb"], "unknown optimizer 'lamb'; set optim.name to one of adamw, adam, sgd"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line_and_no_run_directory(mtl, tiny, tmp_path, args, message):

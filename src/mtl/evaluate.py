@@ -19,7 +19,7 @@ def evaluate(path: str, data_cfg: Any | None = None, data_dir: str = "data", bat
     share by name, kind and class list.
     """
     from mtl.data.build import build_data
-    from mtl.module import task_metrics
+    from mtl.module import task_metrics, update_metrics
 
     checkpoint = load_checkpoint(path)
     net = net_from_checkpoint(checkpoint)
@@ -36,15 +36,7 @@ def evaluate(path: str, data_cfg: Any | None = None, data_dir: str = "data", bat
         raise UserError(f"data '{data.name}' has input shape {data.input_shape}, the checkpoint expects {checkpoint['mtl']['net']['input_shape']}")
     metrics = {t.name: task_metrics(t) for t in fitting}
     for x, y in data.loader("test", batch_size, seed=0):
-        outputs = net(x)
-        for t in fitting:
-            out, target = outputs[t.name], y[t.name]
-            if t.kind == "binary":
-                out = torch.sigmoid(out)
-            elif t.kind == "regression":
-                keep = ~torch.isnan(target)
-                out, target = out[keep], target[keep]
-            metrics[t.name].update(out, target)
+        update_metrics(metrics, fitting, net(x), y)
     return {
         "checkpoint": checkpoint["path"],
         "run_id": checkpoint["mtl"]["run"].get("run_id"),

@@ -3,7 +3,7 @@ fine-tune (weights loaded from a source, a fine-tune strategy attached) alike.""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import pytorch_lightning as pl
 import torch
@@ -17,6 +17,7 @@ from mtl.models.net import MultiTaskNet
 from mtl.tasks import Task
 
 STAGES = ("train", "val", "test")
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
 def task_metrics(task: Task, **options: Any) -> torchmetrics.MetricCollection:
@@ -47,6 +48,21 @@ def task_loss(task: Task, output: torch.Tensor, target: torch.Tensor, scale: tor
     if task.kind == "binary":
         return F.binary_cross_entropy_with_logits(output[labelled], target[labelled].float())
     return F.mse_loss(output[labelled] / scale, target[labelled] / scale)
+
+
+def update_metrics(metrics: Any, tasks: Iterable[Task], outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> None:
+    """Feed a batch to each task's metrics: probabilities for binary tasks, and only labelled
+    examples for regression (classification metrics skip the -1 labels themselves)."""
+    for task in tasks:
+        out, target = outputs[task.name].detach(), targets[task.name]
+        if task.kind == "binary":
+            out = torch.sigmoid(out.float())
+        elif task.kind == "regression":
+            keep = ~torch.isnan(target)
+            out, target = out[keep].float(), target[keep]
+            if len(target) == 0:
+                continue
+        metrics[task.name].update(out, target)
 
 
 def score_of(task: Task, values: dict[str, float]) -> float:
@@ -134,16 +150,7 @@ class MultiTaskModule(pl.LightningModule):
         self._update("test", self.net(x), y)
 
     def _update(self, stage: str, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> None:
-        for name, task in self.tasks.items():
-            out, target = outputs[name].detach(), targets[name]
-            if task.kind == "binary":
-                out = torch.sigmoid(out.float())
-            elif task.kind == "regression":
-                keep = ~torch.isnan(target)
-                out, target = out[keep].float(), target[keep]
-                if len(target) == 0:
-                    continue
-            self.metrics[f"{stage}_"][name].update(out, target)
+        update_metrics(self.metrics[f"{stage}_"], self.tasks.values(), outputs, targets)
 
     def _compute(self, stage: str) -> tuple[dict[str, dict[str, float]], float]:
         """Compute (synchronised across processes by torchmetrics), log and reset a stage's metrics."""
@@ -199,17 +206,8 @@ class MultiTaskModule(pl.LightningModule):
             groups = self.strategy.param_groups(self, lr)
         else:
             groups = [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
-        name = self.optim["name"]
-        wd = self.optim["weight_decay"]
-        if name == "adamw":
-            return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
-        if name == "adam":
-            return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
-        if name == "sgd":
-            return torch.optim.SGD(groups, lr=lr, weight_decay=wd, momentum=self.optim["momentum"])
-        from mtl.errors import UserError
-
-        raise UserError(f"unknown optimizer '{name}'; set optim.name to adamw, adam or sgd")
+        extra = {"momentum": self.optim["momentum"]} if self.optim["name"] == "sgd" else {}
+        return OPTIMIZERS[self.optim["name"]](groups, lr=lr, weight_decay=self.optim["weight_decay"], **extra)
 
     # --- checkpoint -----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -194,6 +194,18 @@ def _run_job(job: Job, cfg: Any, known: list[str], index: dict, home: Path, log:
     return done + [r["run_dir"] for r in run(cfg, log, on_start=remember)]
 
 
+def compare_study(study: Study) -> Any:
+    """`mtl compare` over exactly the study's runs; writes comparison.md (with 95% intervals) and
+    comparison.png beside them and returns the comparison for printing."""
+    from mtl import compare
+
+    records, skipped = compare.load_runs(study_run_dirs(study))
+    comparison = compare.build_comparison(records, skipped)
+    (study.home / "comparison.md").write_text(compare.render(comparison, "md", show_ci=True))
+    compare.plot(comparison, study.home / "comparison.png")
+    return comparison
+
+
 def study_run_dirs(study: Study) -> list[str]:
     index = _read_index(study.home)
     return [d for job in study.jobs for d in (index.get(job.key, {}).get("run_dirs") or [])]

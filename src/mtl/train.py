@@ -67,8 +67,10 @@ def prepare(cfg: Any, log: Callable[[str], None] = print) -> Prepared:
     from mtl.finetune import build_strategy, load_source, transfer_weights
     from mtl.methods import build_method
     from mtl.models.net import MultiTaskNet
-    from mtl.module import MultiTaskModule
+    from mtl.module import OPTIMIZERS, MultiTaskModule
 
+    if cfg.optim.name not in OPTIMIZERS:
+        raise UserError(f"unknown optimizer '{cfg.optim.name}'; set optim.name to one of {', '.join(OPTIMIZERS)}")
     kind = cfg.kind
     source = None
     if kind == "finetune":
@@ -152,7 +154,7 @@ def train(
         fit_s = time.perf_counter() - started
         test_data = data.loader("test", cfg.loader.batch_size, cfg.seed, cfg.loader.num_workers, cfg.loader.pin_memory)
         tester.test(module, test_data, ckpt_path=trainer.checkpoint_callback.best_model_path, verbose=False)
-        _take_bookkeeping(module, last)  # after the test, whose restore of the best checkpoint rewinds them
+        _take_bookkeeping(module, last)
     except (KeyboardInterrupt, SystemExit) as e:
         if isinstance(e, SystemExit) and not (trainer.interrupted or tester.interrupted):
             raise
@@ -239,12 +241,14 @@ def writes_records(trainer: Any) -> bool:
 
 
 def _take_bookkeeping(module: Any, last: Path) -> None:
-    """The per-epoch history and task weights from the last checkpoint: under ddp_spawn they were
-    kept in the worker processes, and rank 0 wrote them into its checkpoints."""
+    """The per-epoch history, task weights and diagnostics from the last checkpoint: under
+    ddp_spawn they were kept in the worker processes, and rank 0 wrote them into its checkpoints.
+    Read on every strategy (one small file) so that this process never depends on which one ran."""
     import torch
 
     saved = torch.load(last, map_location="cpu", weights_only=False)["mtl"]
     module.history, module.task_weights = saved["history"], saved["task_weights"]
+    module.diagnostics = saved.get("diagnostics", [])
 
 
 def _tester(cfg: Any) -> Any:

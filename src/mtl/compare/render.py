@@ -10,7 +10,7 @@ import csv
 import io
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 from mtl.compare.aggregate import Cell, Comparison, Row, Section, TaskColumn
 from mtl.errors import UserError
@@ -240,6 +240,22 @@ def to_text_table(comparison: Comparison, show_ci: bool, show_pvalue: bool) -> s
 # ---------------------------------------------------------------------------- markdown
 
 
+def _text_cells(line: list, escape: Callable[[str], str], bold: Callable[[str], str], missing: str) -> list[str]:
+    """One grid row as text cells: a task cell's lines joined by "; ", its first line in bold
+    where it is the best value of its column."""
+    cells = []
+    for value in line:
+        if value is None:
+            cells.append(missing)
+        elif isinstance(value, str):
+            cells.append(escape(value))
+        else:
+            lines, best = value
+            first = escape(lines[0])
+            cells.append("; ".join([bold(first) if best else first, *map(escape, lines[1:])]))
+    return cells
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -252,16 +268,7 @@ def to_markdown(comparison: Comparison, show_ci: bool, show_pvalue: bool) -> str
         out.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
         out.append("|" + "|".join("---" for _ in header) + "|")
         for line in body:
-            cells = []
-            for value in line:
-                if value is None:
-                    cells.append("—")
-                elif isinstance(value, str):
-                    cells.append(_md_escape(value))
-                else:
-                    lines, best = value
-                    first = f"**{lines[0]}**" if best else lines[0]
-                    cells.append(_md_escape("; ".join([first] + lines[1:])))
+            cells = _text_cells(line, _md_escape, lambda text: f"**{text}**", "—")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     out += [f"- **{paradigm}** — {meaning}" for paradigm, meaning in LEGEND.items()]
@@ -316,17 +323,7 @@ def to_latex(comparison: Comparison, show_ci: bool, show_pvalue: bool) -> str:
         out.append(" & ".join(latex_escape(h) for h in header) + r" \\")
         out.append(r"\hline")
         for line in body:
-            cells = []
-            for value in line:
-                if value is None:
-                    cells.append("---")
-                elif isinstance(value, str):
-                    cells.append(latex_escape(value))
-                else:
-                    lines, best = value
-                    first = latex_escape(lines[0])
-                    cells.append("; ".join([rf"\textbf{{{first}}}" if best else first]
-                                           + [latex_escape(x) for x in lines[1:]]))
+            cells = _text_cells(line, latex_escape, lambda text: rf"\textbf{{{text}}}", "---")
             out.append(" & ".join(cells) + r" \\")
         out += [r"\hline", r"\end{tabular}"]
         caption = f"{latex_escape(section_caption(section))}. {notes} {legend}"
