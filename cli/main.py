@@ -149,16 +149,17 @@ def evaluate(
     """Evaluate a checkpoint on a data set's test split and print the per-task table."""
 
     def work() -> None:
-        data_cfg = data_dir = None
-        if overrides:
-            from mtl.config import compose
+        from mtl.config import compose
 
-            cfg = compose("multitask", overrides)
-            data_cfg, data_dir = cfg.data, cfg.data_dir
+        cfg = compose("multitask", overrides or [])  # checks the overrides; gives data_dir
+        keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides or []]
+        # data=NAME picks another data set; data.* alone adjusts the checkpoint's own one
+        data_cfg = cfg.data if "data" in keys else None
+        data_overrides = [o.lstrip("+~")[len("data.") :] for o, k in zip(overrides or [], keys) if k.startswith("data.")]
         from mtl.evaluate import evaluate as evaluate_checkpoint
         from mtl.report import run_table
 
-        result = evaluate_checkpoint(checkpoint, data_cfg, data_dir or "data")
+        result = evaluate_checkpoint(checkpoint, data_cfg, cfg.data_dir, data_overrides=data_overrides)
         console.print(run_table(result))
         if result["skipped_tasks"]:
             console.print(f"not evaluated (no matching head): {', '.join(result['skipped_tasks'])}")

@@ -62,13 +62,19 @@ def test_best_checkpoint_reloads_to_identical_test_predictions(mtl, tiny, tmp_pa
 
 
 def test_eval_prints_the_same_accuracy_as_the_run(mtl, tiny, tmp_path, data_cache):
-    assert mtl("run", "multitask", *tiny, "trainer.max_epochs=1").exit_code == 0
+    assert mtl("run", "multitask", *tiny, "data=objects", "trainer.max_epochs=1").exit_code == 0
     [run_dir] = run_dirs(tmp_path / "runs")
     record = load_record(run_dir)
-    result = mtl("eval", run_dir, f"data_dir={data_cache}", *[o for o in tiny if o.startswith("data.splits")])
+    # by default the checkpoint's own data set (objects, with the run's splits), not the config default
+    result = mtl("eval", run_dir, f"data_dir={data_cache}")
     assert result.exit_code == 0, result.stderr
-    assert f"{record['test']['fruit']['accuracy']:.3f}" in result.stdout
-    assert f"{record['test']['color']['accuracy']:.3f}" in result.stdout
+    assert "objects" in result.stdout
+    for task in ("shape", "is_cube", "color"):
+        assert f"{record['test'][task]['accuracy']:.3f}" in result.stdout
+    # data=fruits: another data set, only the task whose head fits
+    result = mtl("eval", run_dir, f"data_dir={data_cache}", "data=fruits", "data.splits.train=480")
+    assert result.exit_code == 0, result.stderr
+    assert "fruits" in result.stdout and "not evaluated (no matching head): fruit" in result.stdout
 
 
 def test_help_and_config_errors_do_not_import_torch():

@@ -12,11 +12,14 @@ from mtl.errors import UserError
 
 
 @torch.no_grad()
-def evaluate(path: str, data_cfg: Any | None = None, data_dir: str = "data", batch_size: int = 256) -> dict[str, Any]:
+def evaluate(
+    path: str, data_cfg: Any | None = None, data_dir: str = "data", batch_size: int = 256, data_overrides: list[str] = ()
+) -> dict[str, Any]:
     """Per-task test metrics of the checkpoint at `path` (file or run directory).
 
     `data_cfg` replaces the checkpoint's own data set; the tasks evaluated are those the two
-    share by name, kind and class list.
+    share by name, kind and class list. Without it, the checkpoint's own data config is used,
+    with `data_overrides` (dotted keys inside it, e.g. "splits.test=500") applied.
     """
     from mtl.data.build import build_data
     from mtl.module import task_metrics, update_metrics
@@ -24,7 +27,7 @@ def evaluate(path: str, data_cfg: Any | None = None, data_dir: str = "data", bat
     checkpoint = load_checkpoint(path)
     net = net_from_checkpoint(checkpoint)
     if data_cfg is None:
-        data_cfg = OmegaConf.create(checkpoint["mtl"]["data"])
+        data_cfg = OmegaConf.merge(checkpoint["mtl"]["data"], OmegaConf.from_dotlist(list(data_overrides)))
     data = build_data(data_cfg, data_dir, reference=checkpoint["mtl"]["data"])
     fitting = [t for t in data.tasks if t.name in net.tasks and _same(net.tasks[t.name], t)]
     if not fitting:

@@ -116,7 +116,6 @@ class DataBundle:
             persistent_workers=num_workers > 0,
         )
 
-
     def majority_rate(self, split: str) -> dict[str, float]:
         """Per classification task: the accuracy of always answering the split's most common class."""
         rates = {}
