@@ -10,7 +10,6 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import load_record, run_dirs
-from mtl.diagnostics import TaskRelations
 from mtl.methods import build_method
 from mtl.models.net import MultiTaskNet
 from mtl.module import MultiTaskModule

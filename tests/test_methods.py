@@ -10,7 +10,7 @@ import torch
 import torchjd.aggregation as agg
 from omegaconf import OmegaConf
 
-from conftest import TINY, load_record, run_dirs
+from conftest import load_record, run_dirs
 from mtl.config import compose, group_options
 from mtl.errors import UserError
 from mtl.methods import METHODS, build_method
