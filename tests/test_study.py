@@ -49,9 +49,11 @@ def test_tiny_study_runs_every_job_then_prints_and_plots_the_comparison(mtl, stu
         + [f"{r}/size={s}/seed=0" for r in ("single", "multitask", "probe") for s in ("60", "full")]
     )
     assert len(index["single/size=60/seed=0"]["run_dirs"]) == 3
+    # stored relative to the study folder, so it can be moved or reached from anywhere
+    assert all(not Path(d).is_absolute() and (home / d).is_dir() for job in index.values() for d in job["run_dirs"])
     records = [load_record(d) for d in run_dirs(home)]
     assert len(records) == 1 + 2 * (3 + 1 + 1) and all(r["status"] == "complete" for r in records)
-    probe = load_record(Path(index["probe/size=60/seed=0"]["run_dirs"][0]))
+    probe = load_record(home / index["probe/size=60/seed=0"]["run_dirs"][0])
     assert probe["data"]["train_size"] == 60
     assert probe["source"]["run_id"] == Path(index["source/size=full/seed=0"]["run_dirs"][0]).name
     for words in ("joint", "sequential", "none", "Δm"):
@@ -117,6 +119,6 @@ def test_a_study_runs_its_jobs_through_the_chosen_hydra_launcher(mtl, study_file
     home = tmp_path / "runs" / "studies" / "tiny"
     index = json.loads((home / "study.json").read_text())["jobs"]
     assert len(index) == 4 and len(run_dirs(home)) == 1 + 3 + 1 + 1
-    probe = load_record(Path(index["probe/size=60/seed=0"]["run_dirs"][0]))
+    probe = load_record(home / index["probe/size=60/seed=0"]["run_dirs"][0])
     assert probe["status"] == "complete"
     assert probe["source"]["run_id"] == Path(index["source/size=full/seed=0"]["run_dirs"][0]).name

@@ -20,6 +20,7 @@ study skips completed jobs and resumes interrupted ones, so an interrupted study
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -108,9 +109,9 @@ def run_study(study: Study, log: Callable[[str], None] = print) -> dict[str, Any
         _run_with_launcher(study, index, todo, log)
     else:
         _run_in_process(study, index, todo, log)
-    total = time.perf_counter() - started
-    index_meta = {"name": study.name, "last_run_s": round(total, 1)}
-    _write_index(study.home, index, index_meta)
+    # the time of the last call that ran jobs: a rerun that finds everything complete keeps it
+    meta = {"name": study.name, **({"last_run_s": round(time.perf_counter() - started, 1)} if todo else {})}
+    _write_index(study.home, index, meta)
     return index
 
 
@@ -277,14 +278,20 @@ def _check_run(run: dict[str, Any], earlier: set[str], study: str) -> None:
 
 
 def _read_index(home: Path) -> dict[str, Any]:
+    """The jobs index, its run directories as paths usable from here."""
     path = home / INDEX
     if not path.is_file():
         return {}
-    return json.loads(path.read_text()).get("jobs", {})
+    jobs = json.loads(path.read_text()).get("jobs", {})
+    return {key: {"run_dirs": [str(home / d) for d in entry["run_dirs"]]} for key, entry in jobs.items()}
 
 
 def _write_index(home: Path, jobs: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
+    """Run directories are stored relative to the study's folder, so the study (or the whole
+    runs folder) can be moved, or reached from another working directory."""
     path = home / INDEX
     previous = json.loads(path.read_text()) if path.is_file() else {}
-    document = {**previous, **(meta or {}), "jobs": jobs}
-    write_json_atomic(path, document)
+    stored = {
+        key: {"run_dirs": [os.path.relpath(d, home) for d in entry["run_dirs"]]} for key, entry in jobs.items()
+    }
+    write_json_atomic(path, {**previous, **(meta or {}), "jobs": stored})
