@@ -56,6 +56,18 @@ def test_uw_learns_its_log_variances_towards_the_log_losses():
     assert weights["color"] > weights["fruit"]  # the noisier (higher-loss) task is down-weighted
 
 
+@pytest.mark.parametrize("name", ["uw", "gradnorm"])
+def test_a_methods_own_parameters_get_no_weight_decay(name):
+    from mtl.module import MultiTaskModule
+
+    weighting = method(name)
+    module = MultiTaskModule(tiny_net(), weighting, {"name": "adamw", "lr": 0.01, "weight_decay": 0.1})
+    decay = {id(p): g["weight_decay"] for g in module.configure_optimizers().param_groups for p in g["params"]}
+    assert {decay[id(p)] for p in weighting.parameters()} == {0.0}
+    assert {decay[id(p)] for p in module.net.parameters()} == {0.1}
+    assert len(decay) == len(list(module.parameters()))  # every parameter optimised, none twice
+
+
 def test_dwa_weights_sum_to_the_number_of_tasks_and_favour_the_slower_task():
     dwa = method("dwa", temperature=2.0)
     assert dwa.current_weights() == {"fruit": 1.0, "color": 1.0}  # first two epochs: uniform

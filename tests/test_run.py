@@ -130,3 +130,19 @@ def test_stratified_subset_is_reproducible_and_keeps_class_shares():
     assert np.bincount(labels[a]).tolist() == [60, 30, 10]
     assert not np.array_equal(a, subset_indices(labels, 100, None, seed=8, name="x"))
     assert len(subset_indices(labels, None, 0.25, seed=7, name="x")) == 250
+
+
+def test_every_task_selection_trains_on_the_same_low_data_subset(tiny):
+    """Fairness: a single-task run on the last task sees the examples the multitask run sees."""
+    from mtl.config import compose
+    from mtl.data.build import build_data
+
+    cfg = compose("multitask", [*tiny, "data=objects", "data.train_size=60"])
+    everything = build_data(cfg.data, cfg.data_dir)
+    last = everything.tasks[-1].name
+    alone = build_data(cfg.data, cfg.data_dir, [last])
+    assert torch.equal(alone.splits["train"].x, everything.splits["train"].x)
+    assert torch.equal(alone.splits["train"].y[last], everything.splits["train"].y[last])
+    view = everything.only([last])
+    assert [t.name for t in view.tasks] == [last] and list(view.splits["train"].y) == [last]
+    assert view.splits["train"].x.data_ptr() == everything.splits["train"].x.data_ptr()  # shared, not copied

@@ -206,6 +206,18 @@ class MultiTaskModule(pl.LightningModule):
             groups = self.strategy.param_groups(self, lr)
         else:
             groups = [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+        # A method's own parameters (UW's log-variances, GradNorm's weights) weigh the losses;
+        # decaying them towards 0 would bias the weighting, so they get no weight decay.
+        method = {id(p) for p in self.weighting.parameters()}
+        groups = [
+            part
+            for group in groups
+            for part in (
+                {**group, "params": [p for p in group["params"] if id(p) not in method]},
+                {**group, "params": [p for p in group["params"] if id(p) in method], "weight_decay": 0.0, "name": "method"},
+            )
+            if part["params"]
+        ]
         extra = {"momentum": self.optim["momentum"]} if self.optim["name"] == "sgd" else {}
         return OPTIMIZERS[self.optim["name"]](groups, lr=lr, weight_decay=self.optim["weight_decay"], **extra)
 

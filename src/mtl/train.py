@@ -49,18 +49,22 @@ def run(cfg: Any, log: Callable[[str], None] = print, on_start: Callable[[Path],
     if cfg.kind != "single":
         prepared = [prepare(cfg, log)]
     else:
-        from mtl.data.build import data_task_names
+        from mtl.data.build import build_data
 
+        # built once; each task's run gets a view sharing its inputs
+        everything = build_data(cfg.data, cfg.data_dir, list(cfg.tasks) if cfg.tasks else None)
         prepared = []
-        for name in list(cfg.tasks) if cfg.tasks else data_task_names(cfg.data, cfg.data_dir):
+        for name in list(cfg.tasks) if cfg.tasks else [t.name for t in everything.tasks]:
             one = cfg.copy()
             one.tasks = [name]
-            prepared.append(prepare(one, log))  # all checked before the first one trains
+            prepared.append(prepare(one, log, everything.only([name])))  # all checked before the first one trains
     records = [train(p, log, on_start=on_start) for p in prepared]
     return [r for r in records if r is not None]  # under DDP, only global rank 0 records
 
 
-def prepare(cfg: Any, log: Callable[[str], None] = print) -> Prepared:
+def prepare(cfg: Any, log: Callable[[str], None] = print, data: Any = None) -> Prepared:
+    """Check everything a user can get wrong and build what the run needs: data (unless `data`,
+    an already built DataBundle, is given), network, method, fine-tune strategy."""
     import pytorch_lightning as pl
 
     from mtl.data.build import build_data
@@ -80,7 +84,8 @@ def prepare(cfg: Any, log: Callable[[str], None] = print) -> Prepared:
     elif cfg.source:
         raise UserError(f"--source is only for `mtl run finetune`, not `mtl run {kind}`")
     reference = source["mtl"]["data"] if source is not None else None
-    data = build_data(cfg.data, cfg.data_dir, list(cfg.tasks) if cfg.tasks else None, reference)
+    if data is None:
+        data = build_data(cfg.data, cfg.data_dir, list(cfg.tasks) if cfg.tasks else None, reference)
     # What the source inferred from the data (tasks, classes, feature encoding) goes into the
     # saved config and checkpoint: a resumed run, an eval or a fine-tune sees the same data.
     cfg.data = data.spec

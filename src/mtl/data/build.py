@@ -7,7 +7,7 @@ on the training split and serves batches straight from memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -116,6 +116,18 @@ class DataBundle:
             persistent_workers=num_workers > 0,
         )
 
+    def only(self, task_names: list[str]) -> DataBundle:
+        """The same data set restricted to `task_names`, sharing its inputs (no copy): what a
+        single-task run of each task needs, built once."""
+        _check_names([t.name for t in self.tasks], task_names, self.name)
+        return replace(
+            self,
+            tasks=[t for t in self.tasks if t.name in task_names],
+            splits={k: Split(v.x, {t: v.y[t] for t in task_names}) for k, v in self.splits.items()},
+            labelled={t: n for t, n in self.labelled.items() if t in task_names},
+            target_stats={t: s for t, s in self.target_stats.items() if t in task_names},
+        )
+
     def majority_rate(self, split: str) -> dict[str, float]:
         """Per classification task: the accuracy of always answering the split's most common class."""
         rates = {}
@@ -142,11 +154,13 @@ def build_data(
         _check_names(list(data_cfg.tasks), task_names, data_cfg.name)
     loaded = SOURCES.get(data_cfg.source)(data_cfg, Path(data_dir))
     dataset = loaded.spec["name"]
-    tasks = _select(tasks_from_config(loaded.spec["tasks"], dataset), task_names, dataset)
+    every_task = tasks_from_config(loaded.spec["tasks"], dataset)
+    tasks = _select(every_task, task_names, dataset)
     arrays = loaded.arrays
     train_x, train_y = arrays["train"]
-    # stratified by the first classification task (regression values are no strata)
-    strata = next((train_y[t.column] for t in tasks if t.kind != "regression"), np.zeros(len(train_x), np.int64))
+    # Stratified by the data set's first classification task, whichever tasks this run keeps:
+    # a single-task run on any task trains on the same examples as the multitask run.
+    strata = next((train_y[t.column] for t in every_task if t.kind != "regression"), np.zeros(len(train_x), np.int64))
     keep = subset_indices(strata, data_cfg.get("train_size"), data_cfg.get("train_fraction"), data_cfg.seed, dataset)
     if keep is not None:
         arrays = dict(arrays, train=(train_x[keep], {k: v[keep] for k, v in train_y.items()}))
@@ -199,8 +213,8 @@ def preview_data(data_cfg: Any, data_dir: str | Path, out: str | Path, n: int = 
 
 
 def subset_indices(labels: np.ndarray, size: int | None, fraction: float | None, seed: int, name: str) -> np.ndarray | None:
-    """A stratified subset of the training split (by the first task's labels), drawn from the
-    data seed only, so every kind and training seed sees the same examples."""
+    """A stratified subset of the training split (by `labels`, the data set's first task),
+    drawn from the data seed only, so every kind and training seed sees the same examples."""
     n_total = len(labels)
     if size is not None and fraction is not None:
         raise UserError("give data.train_size or data.train_fraction, not both")
