@@ -96,8 +96,7 @@ def compare(
             _say(f"wrote {fmt} to {output} ({rows} rows, {len(skipped)} runs skipped)")
         elif fmt == "table":
             console = _console()
-            for renderable in lib.rich_renderables(comparison, show_ci=ci, show_pvalue=pvalue):
-                console.print(renderable)
+            lib.print_rich(console, lib.rich_renderables(comparison, show_ci=ci, show_pvalue=pvalue))
             for renderable in rich_relations(relations) if relations else []:
                 console.print(renderable)
         else:

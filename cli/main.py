@@ -34,8 +34,9 @@ app.add_typer(run_app, name="run")
 app.command("compare")(compare)
 app.add_typer(data_app, name="data")
 
-console = Console()
-errors = Console(stderr=True)
+# soft_wrap: a long line (a checkpoint path, an error) stays one line in a log or a narrow terminal
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def guarded(work: Callable[[], None]) -> None:
@@ -179,7 +180,7 @@ def study(
     print `mtl compare` over exactly its runs and write the plot beside them."""
 
     def work() -> None:
-        from mtl.compare import rich_renderables
+        from mtl.compare import print_rich, rich_renderables
         from mtl.study import compare_study, load_study, run_study
 
         size_list = None
@@ -190,8 +191,7 @@ def study(
                 raise UserError(f"--sizes takes numbers separated by commas (or 'full'), got '{sizes}'") from None
         spec = load_study(name, runs_dir, seeds, size_list, overrides or [])
         run_study(spec, console.print)
-        for renderable in rich_renderables(compare_study(spec)):
-            console.print(renderable)
+        print_rich(console, rich_renderables(compare_study(spec)))
         console.print(f"study: {spec.home} (comparison.md, comparison.png)")
 
     guarded(work)

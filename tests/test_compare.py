@@ -270,6 +270,21 @@ def test_table_has_legend_and_skips(comparison):
     assert "Δm" in text and "positive = better than single-task" in text
 
 
+def test_terminal_table_names_each_row_and_is_not_wrapped_in_a_log(comparison):
+    from rich.console import Console
+
+    from mtl.compare import print_rich, rich_renderables
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=60, color_system=None)  # a file: no terminal
+    print_rich(console, rich_renderables(comparison))
+    lines = buffer.getvalue().splitlines()
+    rows = [line for line in lines if line.startswith("│")]
+    assert max(len(line) for line in rows) > 60  # its natural width, not the console's 60
+    assert any("← shapes/multitask" in line for line in rows)  # the run column names its source
+    assert any("▼" in line and "gain −10.0 pp" in line for line in rows)  # verdict beside the gain
+
+
 def test_unknown_format_is_a_user_error(comparison):
     with pytest.raises(UserError, match="unknown format"):
         render(comparison, "xlsx")

@@ -20,7 +20,7 @@ from mtl.compare.aggregate import (
     load_runs,
 )
 from mtl.compare.plot import plot
-from mtl.compare.render import FORMATS, check_format, render, rich_renderables, to_dict
+from mtl.compare.render import FORMATS, check_format, print_rich, render, rich_renderables, to_dict
 
 __all__ = [
     "FORMATS",
@@ -36,6 +36,7 @@ __all__ = [
     "load_runs",
     "plot",
     "render",
+    "print_rich",
     "rich_renderables",
     "to_dict",
 ]

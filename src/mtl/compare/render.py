@@ -29,7 +29,8 @@ DELTA_M_NOTE = (
 GAIN_NOTE = (
     "gain = row mean − single-task mean (same data and training size), sign flipped where "
     "lower is better: positive = better. ▼ negative transfer: its Welch 95% interval lies "
-    "entirely below 0; n.s.: the interval contains 0; undefined when either side has n < 2."
+    "entirely below 0; ▲ significant: entirely above 0; n.s.: the interval contains 0; "
+    "undefined when either side has n < 2."
 )
 CELL_NOTE = (
     "mean ± sample std over n seeds; accuracy in %; ↑/↓ higher/lower is better; "
@@ -41,6 +42,8 @@ VERDICT_MARK = {
     "not significant": "n.s.",
     "undefined": "interval undefined (n<2)",
 }
+# The terminal table is narrower: the verdict as its mark alone (the legend spells it out).
+SHORT_VERDICT_MARK = {**VERDICT_MARK, "negative transfer": "▼", "positive transfer": "▲", "undefined": "n<2"}
 HEADERS = {
     "paradigm": "Paradigm",
     "kind": "Kind",
@@ -93,7 +96,9 @@ def column_header(column: TaskColumn) -> str:
     return f"{column.name} ({column.metric} {arrow}{unit})"
 
 
-def cell_lines(cell: Cell, column: TaskColumn, show_ci: bool, show_pvalue: bool) -> list[str]:
+def cell_lines(
+    cell: Cell, column: TaskColumn, show_ci: bool, show_pvalue: bool, marks: dict[str, str] = VERDICT_MARK
+) -> list[str]:
     """The lines of one task cell, in plain Unicode; each format joins and escapes them."""
     spread = f" ± {_number(cell.std, column)}" if cell.std is not None else ""
     lines = [f"{_number(cell.mean, column)}{spread} (n={cell.n})"]
@@ -110,7 +115,7 @@ def cell_lines(cell: Cell, column: TaskColumn, show_ci: bool, show_pvalue: bool)
         if show_ci and contrast.low is not None:
             low, high = (_number(v, column, signed=True) for v in (contrast.low, contrast.high))
             gain += f" [{low}, {high}]"
-        gain += f", {VERDICT_MARK[contrast.verdict]}"
+        gain += f", {marks[contrast.verdict]}"
         if show_pvalue and contrast.p_value is not None:
             gain += f", p={contrast.p_value:.3g}"
         lines.append(gain)
@@ -193,12 +198,23 @@ def rich_renderables(comparison: Comparison, show_ci: bool = False, show_pvalue:
 
     out: list[Any] = []
     for section in comparison.sections:
-        header, body = _grid(section, show_ci, show_pvalue)
+        keys = shown_descriptors(section)
+        sized = "train_size" in keys
         table = Table(title=section.data, caption=section_caption(section), show_lines=True)
-        for name in header:
-            table.add_column(name, overflow="fold")
-        for line in body:
-            table.add_row(*(_rich_cell(value, Text) for value in line))
+        table.add_column("Run", overflow="fold")
+        if sized:
+            table.add_column(HEADERS["train_size"], justify="right")
+        for column in section.tasks:
+            table.add_column(column_header(column).replace(" (", "\n(", 1), overflow="fold")
+        table.add_column("Δm %", justify="right")
+        for row in section.rows:
+            cells = [_run_text(row, keys, Text)] + ([_descriptor_text(row, "train_size")] if sized else [])
+            for column in section.tasks:
+                cell = row.cells.get(column.name)
+                lines = cell_lines(cell, column, show_ci, show_pvalue, SHORT_VERDICT_MARK) if cell else None
+                cells.append(None if cell is None else (lines, cell.best))
+            cells.append(delta_m_text(row, section))
+            table.add_row(*(_rich_cell(value, Text) for value in cells))
         out.append(table)
     footer = Text()
     for paradigm, meaning in LEGEND.items():
@@ -214,15 +230,42 @@ def rich_renderables(comparison: Comparison, show_ci: bool = False, show_pvalue:
     return out
 
 
+def _run_text(row: Row, keys: list[str], text_type: Any) -> Any:
+    """What a row is, one fact per line (narrower than a column each): paradigm, kind, then
+    the descriptors that vary, and the source a fine-tune started from."""
+    text = text_type(row.paradigm, style="bold")
+    text.append(f"\n{row.kind}")
+    for key in ("method", "arch"):
+        if key in keys:
+            text.append(f"\n{key} {_descriptor_text(row, key)}")
+    if "strategy" in keys and row.strategy:
+        text.append(f"\n{row.strategy}")
+    if row.source:
+        text.append(f"\n← {row.source}", style="dim")
+    return text
+
+
+def print_rich(console: Any, renderables: list[Any]) -> None:
+    """Print the comparison; where the output is no terminal (a log, a pipe), at the tables'
+    natural width rather than wrapped at rich's default of 80 columns."""
+    if not console.is_terminal:
+        unbounded = console.options.update(max_width=10_000)
+        console.width = max([console.width, *(console.measure(r, options=unbounded).maximum for r in renderables[:-1])])
+    for renderable in renderables:
+        console.print(renderable)
+
+
 def _rich_cell(value: Any, text_type: Any) -> Any:
     if value is None:
         return text_type("—", style="dim")
     if isinstance(value, str):
         return text_type(value)
+    if not isinstance(value, tuple):
+        return value  # already rich text
     lines, best = value
     text = text_type(lines[0], style="bold green" if best else "")
     for line in lines[1:]:
-        style = "bold red" if "negative" in line else "dim"
+        style = "bold red" if "▼" in line else "dim"
         text.append("\n" + line, style=style)
     return text
 
