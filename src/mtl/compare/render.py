@@ -252,7 +252,7 @@ def print_rich(console: Any, renderables: list[Any]) -> None:
         unbounded = console.options.update(max_width=10_000)
         console.width = max([console.width, *(console.measure(r, options=unbounded).maximum for r in renderables[:-1])])
     for renderable in renderables:
-        console.print(renderable)
+        console.print(renderable, soft_wrap=False)  # soft wrap would also drop the titles' centring
 
 
 def _rich_cell(value: Any, text_type: Any) -> Any:
