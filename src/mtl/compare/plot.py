@@ -70,9 +70,19 @@ def plot(comparison: Comparison, path: str | Path) -> Path:
     return path
 
 
+def _colours(section: Section) -> dict[tuple, str]:
+    """One colour per kind of run (everything but the training size), the same in bars and curves."""
+    identities = dict.fromkeys(row.identity for row in section.rows)
+    return {identity: f"C{i % 10}" for i, identity in enumerate(identities)}
+
+
 def _bars(ax, section: Section) -> None:
     width = 0.8 / max(len(section.rows), 1)
+    colours = _colours(section)
+    sizes = sorted({row.train_size for row in section.rows if row.train_size is not None})
     for i, row in enumerate(section.rows):
+        # the kind's colour, lighter for smaller training sets
+        shade = 0.35 + 0.65 * (sizes.index(row.train_size) + 1) / len(sizes) if row.train_size in sizes else 1.0
         xs, means, errors = [], [], []
         for t, column in enumerate(section.tasks):
             cell = row.cells.get(column.name)
@@ -81,7 +91,7 @@ def _bars(ax, section: Section) -> None:
                 xs.append(t - 0.4 + width * (i + 0.5))
                 means.append(cell.mean * scale)
                 errors.append((cell.std or 0.0) * scale)
-        ax.bar(xs, means, width, yerr=errors, capsize=3, label=row_label(row, section))
+        ax.bar(xs, means, width, yerr=errors, capsize=3, color=colours[row.identity], alpha=shade, label=row_label(row, section))
     ax.set_xticks(range(len(section.tasks)))
     ax.set_xticklabels([column_header(c) for c in section.tasks], fontsize=8)
     ax.set_title(f"{section.data}: test metric per task (mean ± std over seeds)", fontsize=9)
@@ -91,8 +101,9 @@ def _bars(ax, section: Section) -> None:
 
 def _curve(ax, section: Section, column) -> None:
     scale = display_scale(column)
+    colours = _colours(section)
     sizes = set()
-    for rows in efficiency_curves(section).values():
+    for identity, rows in efficiency_curves(section).items():
         points = [(r.train_size, r.cells[column.name]) for r in rows if column.name in r.cells]
         if not points:
             continue
@@ -103,6 +114,7 @@ def _curve(ax, section: Section, column) -> None:
             yerr=[(cell.std or 0.0) * scale for _, cell in points],
             marker="o",
             capsize=3,
+            color=colours[identity],
             label=row_label(rows[0], section, with_train_size=False),
         )
     ax.set_xscale("log")  # training sizes usually grow geometrically
