@@ -19,7 +19,11 @@ from mtl.records import read_record
 
 def main() -> None:
     home = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/studies/fruits-to-objects")
+    if not (home / "study.json").is_file():
+        sys.exit(f"no study at {home}: run it first (make demo runs mtl study fruits-to-objects)")
     index = json.loads((home / "study.json").read_text())
+    if index.get("last_run_s") is None:
+        sys.exit(f"{home} has no timed study call yet: run the study (make demo)")
     runs = [read_record(home / d) for job in index["jobs"].values() for d in job["run_dirs"]]
     total = index["last_run_s"]
     fit = sum(r["timing"].get("fit_s", 0) for r in runs)
