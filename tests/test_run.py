@@ -113,6 +113,20 @@ def test_user_mistakes_exit_2_with_one_line_and_no_run_directory(mtl, tiny, tmp_
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["optim.name=lamb"], "unknown optimizer 'lamb'"),
+        (["source=runs/x"], "--source is only for `mtl run finetune`, not `mtl run single`"),
+    ],
+)
+def test_single_task_mistakes_are_caught_the_same_way(mtl, tiny, tmp_path, args, message):
+    result = mtl("run", "single", *tiny, *args)
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_data_preview_writes_a_png(mtl, tmp_path, data_cache):
     out = tmp_path / "grid.png"
     result = mtl("data", "preview", "data=objects", f"data_dir={data_cache}", "data.splits.train=480", "--out", out)

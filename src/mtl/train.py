@@ -51,6 +51,7 @@ def run(cfg: Any, log: Callable[[str], None] = print, on_start: Callable[[Path],
     else:
         from mtl.data.build import build_data
 
+        _check_settings(cfg)  # before the data is built
         # built once; each task's run gets a view sharing its inputs
         everything = build_data(cfg.data, cfg.data_dir, list(cfg.tasks) if cfg.tasks else None)
         prepared = []
@@ -71,18 +72,11 @@ def prepare(cfg: Any, log: Callable[[str], None] = print, data: Any = None) -> P
     from mtl.finetune import build_strategy, load_source, transfer_weights
     from mtl.methods import build_method
     from mtl.models.net import MultiTaskNet
-    from mtl.module import OPTIMIZERS, MultiTaskModule
+    from mtl.module import MultiTaskModule
 
-    if cfg.optim.name not in OPTIMIZERS:
-        raise UserError(f"unknown optimizer '{cfg.optim.name}'; set optim.name to one of {', '.join(OPTIMIZERS)}")
+    _check_settings(cfg)
     kind = cfg.kind
-    source = None
-    if kind == "finetune":
-        if not cfg.source:
-            raise UserError("fine-tuning needs a source: mtl run finetune --source CHECKPOINT_OR_RUN_DIR")
-        source = load_source(cfg.source)
-    elif cfg.source:
-        raise UserError(f"--source is only for `mtl run finetune`, not `mtl run {kind}`")
+    source = load_source(cfg.source) if kind == "finetune" else None
     reference = source["mtl"]["data"] if source is not None else None
     if data is None:
         data = build_data(cfg.data, cfg.data_dir, list(cfg.tasks) if cfg.tasks else None, reference)
@@ -115,6 +109,18 @@ def prepare(cfg: Any, log: Callable[[str], None] = print, data: Any = None) -> P
         net, weighting, OmegaConf.to_container(cfg.optim), strategy, meta, diagnostics=bool(cfg.get("diagnostics"))
     )
     return Prepared(cfg, kind, data, module, source, transfer)
+
+
+def _check_settings(cfg: Any) -> None:
+    """The mistakes a config can hold that no type check catches."""
+    from mtl.module import OPTIMIZERS
+
+    if cfg.optim.name not in OPTIMIZERS:
+        raise UserError(f"unknown optimizer '{cfg.optim.name}'; set optim.name to one of {', '.join(OPTIMIZERS)}")
+    if cfg.kind == "finetune" and not cfg.source:
+        raise UserError("fine-tuning needs a source: mtl run finetune --source CHECKPOINT_OR_RUN_DIR")
+    if cfg.kind != "finetune" and cfg.source:
+        raise UserError(f"--source is only for `mtl run finetune`, not `mtl run {cfg.kind}`")
 
 
 def train(
