@@ -121,6 +121,45 @@ def test_linear_probe_leaves_the_backbone_bit_identical(tiny, source):
     assert not torch.equal(heads_before, p.module.net.heads.state_dict()["color.1.weight"])
 
 
+class NormModes(pl.Callback):
+    """Whether any of the backbone's batch norms was in training mode during a training step."""
+
+    def __init__(self):
+        self.training = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        norms = [m for m in pl_module.net.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        assert norms
+        self.training.append(any(m.training for m in norms))
+
+
+def test_linear_probe_trains_heads_on_the_features_they_are_evaluated_on(tiny, source):
+    """Frozen batch norms normalise with the source's statistics in training too, not with each
+    batch's (Lightning's freeze alone would leave them in training mode)."""
+    p = prepared(tiny, source, "finetune=linear_probe")
+    modes = NormModes()
+    fit(p, 2, modes)
+    assert modes.training and not any(modes.training)
+
+
+def test_lp_ft_puts_the_batch_norms_back_in_training_mode_when_it_unfreezes(tiny, source):
+    p = prepared(tiny, source, "finetune=lp_ft", "finetune.probe_epochs=1")
+    modes = NormModes()
+    fit(p, 2, modes)
+    steps = len(modes.training) // 2
+    assert not any(modes.training[:steps]) and all(modes.training[steps:])
+
+
+def test_linear_probe_trains_an_architectures_fresh_task_modules(tiny, source):
+    p = prepared(tiny, source, "finetune=linear_probe", "arch=mtan")
+    net = p.module.net
+    shared = [p.clone() for p in net.shared_parameters()]
+    attention = [p.clone() for p in net.backbone.task_modules.parameters()]
+    fit(p, 1)
+    assert all(torch.equal(a, b) for a, b in zip(shared, net.shared_parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(attention, net.backbone.task_modules.parameters()))
+
+
 def test_lp_ft_changes_the_backbone_only_after_the_switch(tiny, source):
     p = prepared(tiny, source, "finetune=lp_ft", "finetune.probe_epochs=1")
     start = {k: v.clone() for k, v in p.module.net.backbone.named_parameters()}

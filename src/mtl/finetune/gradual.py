@@ -2,23 +2,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytorch_lightning.callbacks import BaseFinetuning
-
-from mtl.finetune.base import STRATEGIES, Strategy
+from mtl.finetune.base import STRATEGIES, FrozenSource, Strategy
 
 
-class UnfreezeTopDown(BaseFinetuning):
-    """Freezes the backbone, then every `every` epochs unfreezes its next block from the top
-    (the output end), each at lr × lr_factor; the last step also unfreezes anything outside
-    the blocks."""
+class UnfreezeTopDown(FrozenSource):
+    """Freezes the backbone's shared layers (see FrozenSource), then every `every` epochs
+    unfreezes its next block from the top (the output end), each at lr × lr_factor; the last
+    step also unfreezes anything outside the blocks."""
 
     def __init__(self, every: int, lr_factor: float):
         super().__init__()
         self.every = every
         self.lr_factor = lr_factor
-
-    def freeze_before_training(self, pl_module: Any) -> None:
-        self.freeze(pl_module.net.backbone, train_bn=False)
 
     def finetune_function(self, pl_module: Any, epoch: int, optimizer: Any) -> None:
         if epoch == 0 or epoch % self.every:

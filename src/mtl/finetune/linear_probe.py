@@ -2,22 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytorch_lightning.callbacks import BaseFinetuning
-
-from mtl.finetune.base import STRATEGIES, Strategy
+from mtl.finetune.base import STRATEGIES, FrozenSource, Strategy
 
 
-class FrozenBackbone(BaseFinetuning):
-    """Freezes the backbone (parameters and batch-norm statistics) before training and, from
-    epoch `unfreeze_at` on (if given), trains it again at `lr` × `lr_factor`."""
+class FrozenBackbone(FrozenSource):
+    """Freezes the backbone's shared layers (see FrozenSource) before training and, from epoch
+    `unfreeze_at` on (if given), trains them again at `lr` × `lr_factor`."""
 
     def __init__(self, unfreeze_at: int | None = None, lr_factor: float = 1.0):
         super().__init__()
         self.unfreeze_at = unfreeze_at
         self.lr_factor = lr_factor
-
-    def freeze_before_training(self, pl_module: Any) -> None:
-        self.freeze(pl_module.net.backbone, train_bn=False)
 
     def finetune_function(self, pl_module: Any, epoch: int, optimizer: Any) -> None:
         if epoch == self.unfreeze_at:
@@ -27,7 +22,8 @@ class FrozenBackbone(BaseFinetuning):
 
 @STRATEGIES.register("linear_probe")
 class LinearProbe(Strategy):
-    """Linear probing: the backbone stays frozen (bit-identical); only the heads train."""
+    """Linear probing: the backbone's shared layers stay frozen (bit-identical) and in eval mode;
+    only the heads (and an architecture's per-task modules) train."""
 
     def callbacks(self) -> list[Any]:
         return [FrozenBackbone()]
