@@ -122,9 +122,22 @@ def test_ddp_sim_records_what_a_single_process_evaluation_of_its_checkpoints_giv
         assert record["history"][-1][f"val/{task}/accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
 
-def test_bf16_mixed_precision_on_cpu_trains_above_chance(mtl, tiny, tmp_path):
-    result = mtl("run", "multitask", *tiny, "trainer.precision=bf16-mixed", "trainer.max_epochs=2")
+@pytest.mark.parametrize("method", ["ew", "pcgrad"])  # a loss weighting, and a gradient method (manual optimisation)
+def test_bf16_mixed_precision_on_cpu_trains_above_chance(mtl, tiny, tmp_path, monkeypatch, method):
+    from mtl.module import MultiTaskModule
+
+    # the dtype the heads' outputs have in training steps: bfloat16 only if autocast is really on
+    seen: set[torch.dtype] = set()
+    losses = MultiTaskModule.losses
+
+    def recording(self, outputs, targets):
+        seen.update(o.dtype for o in outputs.values())
+        return losses(self, outputs, targets)
+
+    monkeypatch.setattr(MultiTaskModule, "losses", recording)
+    result = mtl("run", "multitask", *tiny, "trainer.precision=bf16-mixed", "trainer.max_epochs=2", f"method={method}")
     assert result.exit_code == 0, result.stderr
+    assert seen == {torch.bfloat16}
     [run_dir] = run_dirs(tmp_path / "runs")
     record = load_record(run_dir)
     assert record["config"]["trainer"]["precision"] == "bf16-mixed"
