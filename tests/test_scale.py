@@ -71,7 +71,8 @@ def test_invalid_sweep_or_launcher_fails_before_any_job_with_one_line(mtl, tiny,
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["seed=0,1"], "'seed=0,1' is a sweep: add -m"), (["hydra/launcher=joblib"], "sets how a sweep's jobs are launched")],
+    [(["seed=0,1"], "'seed=0,1' is a sweep: add -m"), (["hydra/launcher=joblib"], "sets how a sweep's jobs are launched"),
+     (["hydra.run.dir=/tmp/x"], "only sweeps use: add -m (mtl run multitask -m ...); to choose where runs go, set runs_dir=PATH")],
 )
 def test_sweep_syntax_without_multirun_says_to_add_m(mtl, tiny, args, message):
     result = mtl("run", "multitask", *tiny, *args)

@@ -56,7 +56,14 @@ def compose(kind: str, overrides: Iterable[str] = ()) -> Any:
     groups = set(config_groups())
     for o in parsed:
         if is_launcher_override(o.input_line):
-            raise UserError(f"'{o.input_line}' sets how a sweep's jobs are launched: add -m (mtl run {kind} -m ...)")
+            if "launcher" in o.input_line:
+                raise UserError(f"'{o.input_line}' sets how a sweep's jobs are launched: add -m (mtl run {kind} -m ...)")
+            # A single run is composed, not launched by Hydra, so hydra.run.dir and the like would
+            # be silently ignored; runs_dir is where mtl places runs.
+            raise UserError(
+                f"'{o.input_line}' is a Hydra setting, which only sweeps use: add -m (mtl run {kind} -m ...); "
+                "to choose where runs go, set runs_dir=PATH"
+            )
         if o.is_sweep_override():
             raise UserError(f"'{o.input_line}' is a sweep: add -m (mtl run {kind} -m ...) to run one job per value")
         if o.key_or_group == "experiment":
