@@ -71,8 +71,13 @@ def test_invalid_sweep_or_launcher_fails_before_any_job_with_one_line(mtl, tiny,
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["seed=0,1"], "'seed=0,1' is a sweep: add -m"), (["hydra/launcher=joblib"], "sets how a sweep's jobs are launched"),
-     (["hydra.run.dir=/tmp/x"], "only sweeps use: add -m (mtl run multitask -m ...); to choose where runs go, set runs_dir=PATH")],
+    [
+        (["seed=0,1"], "'seed=0,1' is a sweep: add -m"),
+        (["hydra/launcher=joblib"], "sets how a sweep's jobs are launched"),
+        (["hydra.launcher.n_jobs=2"], "sets how a sweep's jobs are launched"),
+        (["hydra.run.dir=/tmp/x"], "only sweeps use: add -m (mtl run multitask -m ...); to choose where runs go, set runs_dir=PATH"),
+        (["hydra.job.name=launcher"], "'hydra.job.name=launcher' is a Hydra setting, which only sweeps use"),
+    ],
 )
 def test_sweep_syntax_without_multirun_says_to_add_m(mtl, tiny, args, message):
     result = mtl("run", "multitask", *tiny, *args)

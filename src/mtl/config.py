@@ -56,7 +56,7 @@ def compose(kind: str, overrides: Iterable[str] = ()) -> Any:
     groups = set(config_groups())
     for o in parsed:
         if is_launcher_override(o.input_line):
-            if "launcher" in o.input_line:
+            if o.key_or_group.startswith(("hydra/launcher", "hydra.launcher")):
                 raise UserError(f"'{o.input_line}' sets how a sweep's jobs are launched: add -m (mtl run {kind} -m ...)")
             # A single run is composed, not launched by Hydra, so hydra.run.dir and the like would
             # be silently ignored; runs_dir is where mtl places runs.
